@@ -1,0 +1,37 @@
+# The README's two commands:
+#   make demo   install dependencies, build, run the federated demo on the built-in phantom data
+#   make test   install dependencies, build, run the whole test suite
+# Everything else here is a step of those two.
+
+BUILD_DIR ?= build
+BUILD_TYPE ?= Release
+JOBS ?= $(shell nproc)
+DEMO_OUT ?= demo-out
+
+.PHONY: demo test deps configure build format format-check clean
+
+demo: build
+	scripts/demo.sh --build-dir "$(BUILD_DIR)" --out "$(DEMO_OUT)"
+
+test: build
+	ctest --test-dir "$(BUILD_DIR)" -j$(JOBS) --output-on-failure --timeout 900
+
+deps:
+	scripts/install-deps.sh
+
+configure: deps
+	@if [ ! -f "$(BUILD_DIR)/build.ninja" ]; then \
+	  cmake -S . -B "$(BUILD_DIR)" -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE); \
+	fi
+
+build: configure
+	cmake --build "$(BUILD_DIR)" -j$(JOBS)
+
+format:
+	git ls-files '*.h' '*.cc' | xargs clang-format -i
+
+format-check:
+	git ls-files '*.h' '*.cc' | xargs clang-format --dry-run --Werror
+
+clean:
+	rm -rf "$(BUILD_DIR)"
