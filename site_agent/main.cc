@@ -1,9 +1,17 @@
 // fedjoint-site: the hospital's side of a federation, and the tools around local data and models.
 #include "common/cli/app.h"
+#include "site_agent/check_config_command.h"
+#include "site_agent/evaluate_command.h"
+#include "site_agent/pki_command.h"
+#include "site_agent/train_command.h"
 
 int main(int argc, char** argv) {
   fedjoint::common::cli::Program program(
       "fedjoint-site",
       "fedjoint site agent: trains on local scans, shares only weights, segments new scans");
+  fedjoint::site_agent::AddCheckConfigCommand(program);
+  fedjoint::site_agent::AddPkiCommand(program);
+  fedjoint::site_agent::AddTrainCommand(program);
+  fedjoint::site_agent::AddEvaluateCommand(program);
   return program.Run(argc, argv);
 }

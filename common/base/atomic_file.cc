@@ -121,6 +121,29 @@ absl::Status WriteFileAtomically(const std::filesystem::path& path, std::string_
   return writer->Commit();
 }
 
+absl::Status CommitTemporaryFile(const std::filesystem::path& temp_path,
+                                 const std::filesystem::path& path) {
+  int fd = ::open(temp_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    absl::Status status = ErrnoToStatus(errno, "cannot open temporary file", temp_path.string());
+    ::unlink(temp_path.c_str());
+    return status;
+  }
+  int rc = ::fsync(fd);
+  int saved = errno;
+  ::close(fd);
+  if (rc != 0) {
+    ::unlink(temp_path.c_str());
+    return ErrnoToStatus(saved, "fsync failed", temp_path.string());
+  }
+  if (::rename(temp_path.c_str(), path.c_str()) != 0) {
+    saved = errno;
+    ::unlink(temp_path.c_str());
+    return ErrnoToStatus(saved, "cannot rename temporary file into place", path.string());
+  }
+  return FsyncDirectory(path.parent_path());
+}
+
 absl::StatusOr<std::string> ReadSmallFile(const std::filesystem::path& path,
                                           std::size_t max_bytes) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);

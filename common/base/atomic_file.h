@@ -52,6 +52,12 @@ class AtomicFileWriter {
 absl::Status WriteFileAtomically(const std::filesystem::path& path, std::string_view contents,
                                  mode_t mode = 0644);
 
+// For files written by a library that only takes a file name (ITK writers): `temp_path` is a
+// complete file in the same directory as `path`. fsyncs it, renames it over `path`, and fsyncs the
+// directory. On failure `temp_path` is removed, so no temporary is left behind.
+absl::Status CommitTemporaryFile(const std::filesystem::path& temp_path,
+                                 const std::filesystem::path& path);
+
 // Reads a whole (small) file; fails with a message naming the file when it is larger than
 // `max_bytes`, so a hostile or corrupt file cannot exhaust memory.
 absl::StatusOr<std::string> ReadSmallFile(const std::filesystem::path& path,

@@ -70,6 +70,22 @@ TEST_F(AtomicFileTest, ErrorsNameThePath) {
   EXPECT_THAT(std::string(bad_dir.message()), HasSubstr("no_such_dir"));
 }
 
+TEST_F(AtomicFileTest, CommitTemporaryFileRenamesIntoPlace) {
+  fs::path path = dir_ / "scan.nii.gz";
+  fs::path temp = dir_ / "scan.tmp1.nii.gz";
+  ASSERT_TRUE(WriteFileAtomically(path, "old").ok());
+  { std::ofstream(temp) << "new"; }
+  ASSERT_TRUE(CommitTemporaryFile(temp, path).ok());
+  EXPECT_EQ(*ReadSmallFile(path), "new");
+  EXPECT_FALSE(fs::exists(temp));
+
+  { std::ofstream(temp) << "orphan"; }
+  absl::Status bad = CommitTemporaryFile(temp, dir_ / "no_such_dir" / "scan.nii.gz");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.message()), HasSubstr("no_such_dir"));
+  EXPECT_FALSE(fs::exists(temp)) << "a failed commit must not leave the temporary behind";
+}
+
 TEST_F(AtomicFileTest, RefusesFilesOverTheLimit) {
   fs::path path = dir_ / "big";
   ASSERT_TRUE(WriteFileAtomically(path, std::string(1000, 'x')).ok());

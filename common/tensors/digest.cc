@@ -1,0 +1,121 @@
+#include "common/tensors/digest.h"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <set>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace fedjoint::common::tensors {
+namespace {
+
+// Domain separation: a digest of something else can never equal a tensor-content digest.
+constexpr std::string_view kDigestDomain{"fedjoint-tensors-v1\0", 20};
+
+class Sha256 {
+ public:
+  Sha256() : ctx_(EVP_MD_CTX_new()) {
+    ok_ = ctx_ != nullptr && EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr) == 1;
+  }
+
+  void Update(const void* data, std::size_t size) {
+    if (ok_ && size > 0) ok_ = EVP_DigestUpdate(ctx_.get(), data, size) == 1;
+  }
+  void Update(std::string_view text) { Update(text.data(), text.size()); }
+  void UpdateU64(uint64_t value) {
+    std::array<unsigned char, 8> bytes;
+    for (int i = 0; i < 8; ++i) bytes[i] = static_cast<unsigned char>(value >> (8 * i));
+    Update(bytes.data(), bytes.size());
+  }
+
+  absl::StatusOr<std::string> HexDigest() {
+    std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
+    unsigned int length = 0;
+    if (!ok_ || EVP_DigestFinal_ex(ctx_.get(), digest.data(), &length) != 1 || length != 32) {
+      return absl::InternalError("OpenSSL SHA-256 failed");
+    }
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string hex(2 * length, '0');
+    for (unsigned int i = 0; i < length; ++i) {
+      hex[2 * i] = kHex[digest[i] >> 4];
+      hex[2 * i + 1] = kHex[digest[i] & 0xf];
+    }
+    return hex;
+  }
+
+ private:
+  struct Free {
+    void operator()(EVP_MD_CTX* ctx) const { EVP_MD_CTX_free(ctx); }
+  };
+  std::unique_ptr<EVP_MD_CTX, Free> ctx_;
+  bool ok_ = false;
+};
+
+}  // namespace
+
+absl::Status ValidateTensorRefs(std::span<const TensorRef> tensors) {
+  std::set<std::string_view> names;
+  for (const TensorRef& tensor : tensors) {
+    if (tensor.name.empty()) return absl::InvalidArgumentError("a tensor has an empty name");
+    if (tensor.name == kMetadataHeaderKey) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor name \"", tensor.name, "\" is reserved for the metadata"));
+    }
+    if (!names.insert(tensor.name).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor \"", tensor.name, "\" appears more than once"));
+    }
+    absl::StatusOr<uint64_t> bytes = ByteSize(tensor.dtype, tensor.shape);
+    if (!bytes.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor \"", tensor.name, "\": ", bytes.status().message()));
+    }
+    if (*bytes != tensor.data.size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor \"", tensor.name, "\": ", std::string(DTypeName(tensor.dtype)),
+                       " shape [", absl::StrJoin(tensor.shape, ", "), "] needs ", *bytes,
+                       " bytes but ", tensor.data.size(), " were given"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ComputeDigest(std::span<const TensorRef> tensors) {
+  if (absl::Status status = ValidateTensorRefs(tensors); !status.ok()) return status;
+  std::vector<const TensorRef*> sorted;
+  sorted.reserve(tensors.size());
+  for (const TensorRef& tensor : tensors) sorted.push_back(&tensor);
+  // std::string compares like memcmp (unsigned bytes): the UTF-8 bytewise order of the definition.
+  std::sort(sorted.begin(), sorted.end(),
+            [](const TensorRef* a, const TensorRef* b) { return a->name < b->name; });
+
+  Sha256 sha;
+  sha.Update(kDigestDomain);
+  sha.UpdateU64(sorted.size());
+  for (const TensorRef* tensor : sorted) {
+    sha.UpdateU64(tensor->name.size());
+    sha.Update(tensor->name);
+    std::string_view dtype = DTypeName(tensor->dtype);
+    sha.UpdateU64(dtype.size());
+    sha.Update(dtype);
+    sha.UpdateU64(tensor->shape.size());
+    for (int64_t dim : tensor->shape) sha.UpdateU64(static_cast<uint64_t>(dim));
+    sha.UpdateU64(tensor->data.size());
+    sha.Update(tensor->data.data(), tensor->data.size());
+  }
+  return sha.HexDigest();
+}
+
+bool IsWellFormedDigest(std::string_view digest) {
+  return digest.size() == 64 && std::all_of(digest.begin(), digest.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
+}  // namespace fedjoint::common::tensors

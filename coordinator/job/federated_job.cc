@@ -1,0 +1,615 @@
+#include "coordinator/job/federated_job.h"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/base/atomic_file.h"
+#include "common/base/status.h"
+#include "common/log/logging.h"
+#include "common/tensors/safetensors_writer.h"
+
+namespace fedjoint::coordinator {
+namespace {
+
+namespace fs = std::filesystem;
+namespace agg = common::aggregation;
+namespace tensors = common::tensors;
+using fedjoint::v1::PhaseConfig;
+
+std::shared_ptr<spdlog::logger> Log() { return common::log::Get("coordinator"); }
+
+std::string HexOf(const unsigned char* data, unsigned size) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < size; ++i) {
+    out.push_back(kHex[data[i] >> 4]);
+    out.push_back(kHex[data[i] & 15]);
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<agg::ScopeRule>> RulesOf(const PhaseConfig& phase) {
+  std::vector<agg::ScopeRule> rules;
+  for (const auto& r : phase.scopes()) {
+    auto scope = agg::ParseScope(r.scope());
+    if (!scope.ok()) return scope.status();
+    rules.push_back({r.pattern(), *scope});
+  }
+  return rules;
+}
+
+std::vector<std::string> JointsOf(const PhaseConfig& phase) {
+  std::vector<std::string> joints;
+  for (const auto& j : phase.model().joints()) joints.push_back(j.name());
+  return joints;
+}
+
+std::vector<std::string> SiteJoints(const Orchestrator& o, const std::string& site) {
+  std::vector<std::string> joints;
+  auto it = o.sites().find(site);
+  if (it == o.sites().end()) return joints;
+  for (const auto& [joint, n] : it->second.samples_by_joint) joints.push_back(joint);
+  return joints;
+}
+
+}  // namespace
+
+JobOptions JobOptionsFromConfig(const fedjoint::v1::CoordinatorConfig& config) {
+  JobOptions o;
+  const auto& job = config.job();
+  o.orchestrator.min_sites = job.min_sites();
+  o.orchestrator.min_updates = job.min_updates();
+  o.orchestrator.round_deadline_s = job.round_deadline_s();
+  o.orchestrator.site_fraction = job.site_fraction();
+  o.orchestrator.max_round_retries = job.max_round_retries();
+  o.max_update_bytes = config.limits().max_update_bytes();
+  o.phases.assign(job.phases().begin(), job.phases().end());
+  return o;
+}
+
+// ------------------------------------------------------------------------------------ UploadSink
+
+UploadSink::~UploadSink() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!path_.empty()) ::unlink(path_.c_str());
+  if (sha_) EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(sha_));
+  if (!finished_ && job_) job_->AbortUpload(this);
+}
+
+absl::Status UploadSink::Append(int64_t offset, std::string_view bytes) {
+  const std::string who = absl::StrCat("update from site '", site_, "'");
+  if (offset != received_) {
+    return absl::InvalidArgumentError(absl::StrCat(who, ": chunk at offset ", offset,
+                                                   ", expected offset ", received_));
+  }
+  if (received_ + int64_t(bytes.size()) > limit_) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        who, ": stream exceeds ", limit_, " bytes (declared total or the coordinator's limit)"));
+  }
+  const char* p = bytes.data();
+  size_t left = bytes.size();
+  while (left > 0) {
+    ssize_t n = ::write(fd_, p, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return common::base::ErrnoToStatus(errno, "cannot store update", path_.string());
+    p += n;
+    left -= size_t(n);
+  }
+  EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(sha_), bytes.data(), bytes.size());
+  received_ += int64_t(bytes.size());
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------- FederatedJob
+
+FederatedJob::FederatedJob(JobOptions options, CheckpointStore store,
+                           std::shared_ptr<const common::security::ModelSigner> signer,
+                           InitialModelFn initial_model)
+    : options_(std::move(options)),
+      store_(std::move(store)),
+      signer_(std::move(signer)),
+      initial_model_(std::move(initial_model)),
+      orchestrator_(options_.orchestrator, {}) {}
+
+absl::StatusOr<std::unique_ptr<FederatedJob>> FederatedJob::Create(
+    JobOptions options, const fs::path& state_dir,
+    std::shared_ptr<const common::security::ModelSigner> signer, InitialModelFn initial_model,
+    double now_s) {
+  if (options.phases.empty()) return absl::InvalidArgumentError("job has no phases");
+  auto store = CheckpointStore::Open(state_dir);
+  if (!store.ok()) return store.status();
+  std::unique_ptr<FederatedJob> job(new FederatedJob(std::move(options), std::move(*store),
+                                                     std::move(signer), std::move(initial_model)));
+  if (absl::Status s = job->Resume(now_s); !s.ok()) return s;
+  return job;
+}
+
+absl::Status FederatedJob::Resume(double now_s) {
+  auto saved = store_.LoadState();
+  if (!saved.ok()) return saved.status();
+  if (saved->has_value()) {
+    state_ = std::move(**saved);
+    if (state_.job_id != options_.job_id) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          store_.dir().string(), ": holds job '", state_.job_id, "', the configuration names '",
+          options_.job_id, "' (use another state_dir for another job)"));
+    }
+  } else {
+    state_.job_id = options_.job_id;
+  }
+  std::vector<PhasePlan> plans;
+  for (const auto& p : options_.phases) plans.push_back({p.name(), p.rounds()});
+  orchestrator_ = Orchestrator(options_.orchestrator, plans, state_.finished_rounds);
+  // Sites known before the restart must re-join (their sessions are gone), but keep their records.
+  for (int64_t r = 1; r <= state_.finished_rounds; ++r) {
+    auto model = Register(store_.ModelPath(r));
+    if (!model.ok()) return model.status();
+    round_model_[r] = model->digest;
+  }
+  for (const auto& phase : options_.phases) {
+    auto initial = PublishInitialModel(phase);
+    if (!initial.ok()) return initial.status();
+  }
+  if (state_.last_round_record.is_object() && state_.last_round_record.contains("prototypes")) {
+    for (const auto& p : state_.last_round_record["prototypes"]) {
+      fedjoint::v1::Prototype proto;
+      proto.set_domain(p.at("domain").get<std::string>());
+      proto.set_scale(p.at("scale").get<int>());
+      proto.set_count(p.at("count").get<int64_t>());
+      for (float v : p.at("values").get<std::vector<float>>()) proto.add_values(v);
+      published_prototypes_.push_back(std::move(proto));
+    }
+  }
+  Log()->info("job '{}': {} of {} rounds finished{}", state_.job_id, state_.finished_rounds,
+              orchestrator_.total_rounds(), state_.finished_rounds > 0 ? " (resumed)" : "");
+  (void)now_s;
+  return store_.SaveState(state_);
+}
+
+absl::StatusOr<PublishedModel> FederatedJob::Register(const fs::path& path) {
+  auto file = tensors::SafetensorsFile::Open(path);
+  if (!file.ok()) return file.status();
+  auto sig = common::base::ReadSmallFile(common::security::SignaturePathFor(path), 64 << 10);
+  if (!sig.ok()) return sig.status();
+  auto sha = common::security::Sha256File(path);
+  if (!sha.ok()) return sha.status();
+  PublishedModel model{path, file->digest(), common::security::DigestToHex(*sha), *sig,
+                       int64_t(fs::file_size(path))};
+  models_[model.digest] = model;
+  return model;
+}
+
+absl::StatusOr<PublishedModel> FederatedJob::PublishInitialModel(const PhaseConfig& phase) {
+  const fs::path path = store_.dir() / "phases" / phase.name() / "initial.safetensors";
+  if (fs::exists(path)) {
+    auto model = Register(path);
+    if (model.ok()) {
+      phase_initial_[phase.name()] = model->digest;
+      return model;
+    }
+    Log()->warn("{}: {}; making it again", path.string(), std::string(model.status().message()));
+  }
+  auto all = initial_model_(phase);
+  if (!all.ok()) return all.status();
+  auto rules = RulesOf(phase);
+  if (!rules.ok()) return rules.status();
+  const std::vector<std::string> joints = JointsOf(phase);
+  std::vector<tensors::TensorRef> refs;
+  for (const OwnedTensor& t : *all) {
+    auto scope = agg::ResolveScope(t.name, *rules, joints);
+    if (!scope.ok()) {
+      return common::base::Annotate(scope.status(), absl::StrCat("phase '", phase.name(), "'"));
+    }
+    if (scope->scope == agg::Scope::kSite) continue;  // never stored, never sent
+    refs.push_back({t.name, tensors::DType::kF32, t.shape,
+                    std::as_bytes(std::span<const float>(t.values))});
+  }
+  std::error_code ec;
+  fs::create_directories(path.parent_path(), ec);
+  if (auto s = tensors::WriteSafetensors(path, refs,
+                                         {{"fedjoint.phase", phase.name()},
+                                          {"fedjoint.job", options_.job_id},
+                                          {"fedjoint.round", "0"}});
+      !s.ok()) {
+    return s;
+  }
+  if (auto s = signer_->SignFile(path); !s.ok()) return s;
+  auto model = Register(path);
+  if (!model.ok()) return model.status();
+  phase_initial_[phase.name()] = model->digest;
+  return model;
+}
+
+const PhaseConfig& FederatedJob::PhaseConfigOf(int64_t round) const {
+  const std::string name = orchestrator_.PhaseOf(round);
+  for (const auto& p : options_.phases)
+    if (p.name() == name) return p;
+  return options_.phases.back();
+}
+
+int64_t FederatedJob::FirstRoundOf(const std::string& phase) const {
+  int64_t first = 1;
+  for (const auto& p : options_.phases) {
+    if (p.name() == phase) return first;
+    first += p.rounds();
+  }
+  return first;
+}
+
+absl::StatusOr<PublishedModel> FederatedJob::StartModelOf(int64_t round) {
+  const std::string phase = orchestrator_.PhaseOf(round);
+  std::string digest = round == FirstRoundOf(phase) ? phase_initial_.at(phase)
+                                                     : round_model_.at(round - 1);
+  return models_.at(digest);
+}
+
+absl::StatusOr<PublishedModel> FederatedJob::FindModel(const std::string& digest) const {
+  std::lock_guard lock(mutex_);
+  auto it = models_.find(digest);
+  if (it == models_.end()) {
+    return absl::NotFoundError(absl::StrCat("no published model with digest ", digest));
+  }
+  return it->second;
+}
+
+absl::StatusOr<fedjoint::v1::JoinResponse> FederatedJob::Join(
+    const std::string& site, const fedjoint::v1::JoinRequest& request, double now_s) {
+  std::lock_guard lock(mutex_);
+  if (request.version() != fedjoint::v1::PROTOCOL_VERSION_1) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "site '", site, "' speaks protocol version ", int(request.version()),
+        "; this coordinator speaks version 1"));
+  }
+  std::map<std::string, int64_t> samples;
+  for (const auto& d : request.domains()) {
+    if (d.joint().empty() || d.num_samples() < 0 || samples.count(d.joint())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("site '", site, "': invalid domain holding '", d.joint(), "'"));
+    }
+    samples[d.joint()] = d.num_samples();
+  }
+  if (samples.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("site '", site, "' declared no data"));
+  }
+  if (auto s = orchestrator_.Join(site, samples, now_s); !s.ok()) return s;
+  SiteRecord& record = state_.sites[site];
+  record.samples_by_joint = samples;
+  record.last_contact_unix_s = now_s;
+  if (auto s = store_.SaveState(state_); !s.ok()) return s;
+  Log()->info("site '{}' joined ({} joint(s))", site, samples.size());
+  fedjoint::v1::JoinResponse response;
+  response.set_session_id(absl::StrCat(site, "-", static_cast<int64_t>(now_s * 1000)));
+  response.set_job_id(options_.job_id);
+  response.set_heartbeat_interval_ms(int64_t(options_.heartbeat_interval_s * 1000));
+  return response;
+}
+
+absl::StatusOr<fedjoint::v1::Task> FederatedJob::TaskFor(const std::string& site, double now_s) {
+  std::lock_guard lock(mutex_);
+  if (!orchestrator_.sites().count(site)) {
+    return absl::FailedPreconditionError(absl::StrCat("site '", site, "' has not joined"));
+  }
+  TaskDecision d = orchestrator_.TaskFor(site, now_s);
+  fedjoint::v1::Task task;
+  task.set_job_id(options_.job_id);
+  task.set_poll_after_ms(200);
+  if (orchestrator_.state() == RoundState::kFailed) {
+    return absl::AbortedError(absl::StrCat("job '", options_.job_id, "' failed: round ",
+                                           orchestrator_.current_round(),
+                                           " could not gather enough updates"));
+  }
+  if (d.kind == TaskDecision::Kind::kWait) {
+    task.set_kind(fedjoint::v1::Task::WAIT);
+    return task;
+  }
+  if (d.kind == TaskDecision::Kind::kDone) {
+    task.set_kind(fedjoint::v1::Task::DONE);
+    task.set_round(d.round);
+    if (round_model_.count(d.round)) {
+      const PublishedModel& m = models_.at(round_model_.at(d.round));
+      task.set_model_digest(m.digest);
+      task.set_model_bytes(m.size);
+      task.set_model_signature(m.signature);
+    }
+    return task;
+  }
+  const PhaseConfig& phase = PhaseConfigOf(d.round);
+  auto start = StartModelOf(d.round);
+  if (!start.ok()) return start.status();
+  task.set_kind(fedjoint::v1::Task::TRAIN);
+  task.set_phase(d.phase);
+  task.set_round(d.round);
+  task.set_model_digest(start->digest);
+  task.set_model_bytes(start->size);
+  task.set_model_signature(start->signature);
+  *task.mutable_scopes() = phase.scopes();
+  *task.mutable_model() = phase.model();
+  *task.mutable_local() = phase.local();
+  for (const auto& p : published_prototypes_) *task.add_prototypes() = p;
+  // Earlier phases' final models (e.g. the shape prior the segmentation loss uses).
+  int64_t end = 0;
+  for (const auto& p : options_.phases) {
+    end += p.rounds();
+    if (p.name() == phase.name()) break;
+    auto it = round_model_.find(end);
+    if (it == round_model_.end()) continue;
+    const PublishedModel& m = models_.at(it->second);
+    auto* previous = task.add_previous_phases();
+    previous->set_phase(p.name());
+    previous->set_digest(m.digest);
+    previous->set_bytes(m.size);
+    previous->set_signature(m.signature);
+  }
+  task.set_deadline_unix_s(d.deadline_s);
+  return task;
+}
+
+absl::Status FederatedJob::PrepareRoundLocked() {
+  if (orchestrator_.state() != RoundState::kOpen ||
+      prepared_token_ == orchestrator_.round_token()) {
+    return absl::OkStatus();
+  }
+  const int64_t round = orchestrator_.current_round();
+  auto start = StartModelOf(round);
+  if (!start.ok()) return start.status();
+  auto file = tensors::SafetensorsFile::Open(start->path);
+  if (!file.ok()) return file.status();
+  const PhaseConfig& phase = PhaseConfigOf(round);
+  auto rules = RulesOf(phase);
+  if (!rules.ok()) return rules.status();
+  const std::vector<std::string> joints = JointsOf(phase);
+  std::vector<agg::SharedTensor> shared;
+  for (const tensors::TensorInfo& info : file->tensors()) {
+    auto scope = agg::ResolveScope(info.name, *rules, joints);
+    if (!scope.ok()) return scope.status();
+    auto values = file->DataAs<float>(info.name);
+    if (!values.ok()) return values.status();
+    shared.push_back({{info.name, info.shape, *values}, *scope});
+  }
+  start_model_.emplace(std::move(*file));
+  aggregator_ = std::make_unique<agg::ScopedFedAvg>(std::move(shared), options_.update_limits);
+  prototypes_.Reset();
+  prepared_token_ = orchestrator_.round_token();
+  round_opened_s_ = std::chrono::duration<double>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
+  round_record_ = {{"round", round},
+                   {"phase", phase.name()},
+                   {"attempt", orchestrator_.attempt()},
+                   {"start_model", start->digest},
+                   {"selected", std::vector<std::string>(orchestrator_.selected().begin(),
+                                                         orchestrator_.selected().end())},
+                   {"updates", nlohmann::json::object()},
+                   {"metrics", nlohmann::json::object()}};
+  Log()->info("round {} ({}) open: {} site(s) selected", round, phase.name(),
+              orchestrator_.selected().size());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<UploadSink>> FederatedJob::BeginUpload(
+    const std::string& site, const fedjoint::v1::UploadHeader& header, double now_s) {
+  std::lock_guard lock(mutex_);
+  if (header.total_bytes() <= 0 || header.total_bytes() > options_.max_update_bytes) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("update from site '", site, "': declared size ", header.total_bytes(),
+                     " bytes outside 1..", options_.max_update_bytes));
+  }
+  if (auto s = PrepareRoundLocked(); !s.ok()) return s;
+  auto token = orchestrator_.BeginUpdate(site, header.round(), header.num_samples(), now_s);
+  if (!token.ok()) return token.status();
+  auto sink = std::unique_ptr<UploadSink>(new UploadSink());
+  sink->site_ = site;
+  sink->header_ = header;
+  sink->token_ = *token;
+  sink->limit_ = header.total_bytes();
+  sink->job_ = this;
+  fs::path dir = store_.dir() / "uploads";
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  std::random_device random;
+  sink->path_ = dir / absl::StrCat(site, "-r", header.round(), "-", random(), ".part");
+  sink->fd_ = ::open(sink->path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (sink->fd_ < 0) {
+    auto status = common::base::ErrnoToStatus(errno, "cannot store update", sink->path_.string());
+    sink->path_.clear();
+    orchestrator_.EndUpdate(site, *token, false, now_s);
+    sink->finished_ = true;
+    return status;
+  }
+  auto* ctx = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  sink->sha_ = ctx;
+  return sink;
+}
+
+void FederatedJob::AbortUpload(UploadSink* sink) {
+  std::lock_guard lock(mutex_);
+  orchestrator_.EndUpdate(sink->site_, sink->token_, false, 0);
+}
+
+absl::StatusOr<std::string> FederatedJob::FinishUpload(std::unique_ptr<UploadSink> sink,
+                                                       const std::string& sha256_hex,
+                                                       double now_s) {
+  const std::string site = sink->site_;
+  const std::string who = absl::StrCat("update from site '", site, "'");
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned md_len = 0;
+  EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(sink->sha_), md, &md_len);
+  absl::Status failure;
+  if (sink->received_ != sink->header_.total_bytes()) {
+    failure = absl::DataLossError(absl::StrCat(who, ": received ", sink->received_,
+                                               " bytes, the header declared ",
+                                               sink->header_.total_bytes()));
+  } else if (HexOf(md, md_len) != sha256_hex) {
+    failure = absl::DataLossError(absl::StrCat(
+        who, ": transfer digest mismatch (stream ", HexOf(md, md_len), ", trailer ",
+        sha256_hex.empty() ? std::string("missing") : sha256_hex, ")"));
+  }
+  std::optional<tensors::SafetensorsFile> file;
+  if (failure.ok()) {
+    auto opened = tensors::SafetensorsFile::Open(sink->path_);
+    if (!opened.ok()) {
+      failure = common::base::Annotate(opened.status(), who);
+    } else {
+      file.emplace(std::move(*opened));
+    }
+  }
+
+  std::lock_guard lock(mutex_);
+  sink->finished_ = true;
+  if (failure.ok() && (sink->token_ != orchestrator_.round_token() ||
+                       orchestrator_.state() != RoundState::kOpen)) {
+    failure = absl::FailedPreconditionError(
+        absl::StrCat(who, " for round ", sink->header_.round(), " refused: the round closed"));
+  }
+  std::vector<agg::TensorView> views;
+  if (failure.ok()) {
+    for (const tensors::TensorInfo& info : file->tensors()) {
+      if (info.dtype != tensors::DType::kF32) {
+        failure = absl::InvalidArgumentError(absl::StrCat(
+            who, ": tensor '", info.name, "' has dtype ", std::string(tensors::DTypeName(info.dtype)),
+            ", expected F32"));
+        break;
+      }
+      auto values = file->DataAs<float>(info.name);
+      if (!values.ok()) {
+        failure = values.status();
+        break;
+      }
+      views.push_back({info.name, info.shape, *values});
+    }
+  }
+  const std::vector<std::string> joints = SiteJoints(orchestrator_, site);
+  std::vector<agg::Prototype> protos;
+  for (const auto& p : sink->header_.prototypes()) {
+    protos.push_back({p.domain(), p.scale(), {p.values().begin(), p.values().end()}, p.count()});
+  }
+  // Everything is checked before anything is added, so a refused update leaves no trace.
+  if (failure.ok()) failure = prototypes_.Check(site, joints, protos);
+  if (failure.ok()) failure = aggregator_->Add(site, joints, views, double(sink->header_.num_samples()));
+  if (failure.ok()) failure = prototypes_.Add(site, joints, protos);
+  orchestrator_.EndUpdate(site, sink->token_, failure.ok(), now_s);
+  if (!failure.ok()) {
+    Log()->warn("{}", std::string(failure.message()));
+    return failure;
+  }
+  round_record_["updates"][site] = {{"num_samples", sink->header_.num_samples()},
+                                    {"digest", file->digest()},
+                                    {"bytes", sink->received_},
+                                    {"received_unix_s", now_s}};
+  Log()->info("round {}: accepted update from '{}' ({} samples, {:.1f} MB)",
+              sink->header_.round(), site, sink->header_.num_samples(),
+              double(sink->received_) / 1e6);
+  return file->digest();
+}
+
+absl::StatusOr<fedjoint::v1::HeartbeatResponse> FederatedJob::Heartbeat(
+    const std::string& site, const fedjoint::v1::HeartbeatRequest& request, double now_s) {
+  std::lock_guard lock(mutex_);
+  orchestrator_.Touch(site, now_s);
+  if (auto it = state_.sites.find(site); it != state_.sites.end()) {
+    it->second.last_contact_unix_s = now_s;
+  }
+  if (orchestrator_.state() == RoundState::kOpen && request.round() == orchestrator_.current_round()) {
+    round_record_["progress"][site] = request.progress();
+  }
+  fedjoint::v1::HeartbeatResponse response;
+  response.set_current_round(orchestrator_.current_round());
+  return response;
+}
+
+absl::Status FederatedJob::ReportMetrics(const std::string& site,
+                                         const fedjoint::v1::MetricsReport& report, double now_s) {
+  std::lock_guard lock(mutex_);
+  orchestrator_.Touch(site, now_s);
+  nlohmann::json values = nlohmann::json::object();
+  for (const auto& [k, v] : report.values()) {
+    if (k.size() > 128 || report.values().size() > 256) {
+      return absl::InvalidArgumentError(absl::StrCat("metrics from site '", site, "': too large"));
+    }
+    values[k] = std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr);
+  }
+  if (orchestrator_.state() == RoundState::kOpen && report.round() == orchestrator_.current_round()) {
+    round_record_["metrics"][site] = values;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FederatedJob::FinalizeLocked(const FinalizeRequest& request, double now_s) {
+  std::vector<std::vector<float>> averaged = aggregator_->Finalize();
+  std::vector<tensors::TensorRef> refs;
+  const auto& infos = start_model_->tensors();
+  for (size_t i = 0; i < infos.size(); ++i) {
+    refs.push_back({infos[i].name, tensors::DType::kF32, infos[i].shape,
+                    std::as_bytes(std::span<const float>(averaged[i]))});
+  }
+  auto digest = store_.WriteModel(request.round, refs,
+                                  {{"fedjoint.job", options_.job_id},
+                                   {"fedjoint.phase", request.phase},
+                                   {"fedjoint.round", std::to_string(request.round)}},
+                                  *signer_);
+  if (!digest.ok()) return digest.status();
+  auto model = Register(store_.ModelPath(request.round));
+  if (!model.ok()) return model.status();
+
+  std::vector<agg::Prototype> protos = prototypes_.Finalize();
+  published_prototypes_.clear();
+  nlohmann::json proto_json = nlohmann::json::array();
+  for (const auto& p : protos) {
+    fedjoint::v1::Prototype proto;
+    proto.set_domain(p.domain);
+    proto.set_scale(p.scale);
+    proto.set_count(p.count);
+    for (float v : p.values) proto.add_values(v);
+    published_prototypes_.push_back(std::move(proto));
+    proto_json.push_back(
+        {{"domain", p.domain}, {"scale", p.scale}, {"count", p.count}, {"values", p.values}});
+  }
+
+  round_record_["sites"] = request.sites;
+  round_record_["global_digest"] = *digest;
+  round_record_["opened_unix_s"] = round_opened_s_;
+  round_record_["finished_unix_s"] = now_s;
+  round_record_["prototypes"] = proto_json;
+  state_.finished_rounds = request.round;
+  state_.global_digest = *digest;
+  state_.last_round_record = round_record_;
+  for (const auto& site : request.sites) state_.sites[site].last_round_finished = request.round;
+  if (auto s = store_.CommitRound(state_); !s.ok()) return s;
+  round_model_[request.round] = *digest;
+  orchestrator_.RoundPersisted(request.round);
+  aggregator_.reset();
+  start_model_.reset();
+  Log()->info("round {} ({}) finished with {} update(s); global model {}", request.round,
+              request.phase, request.sites.size(), digest->substr(0, 12));
+  return absl::OkStatus();
+}
+
+absl::Status FederatedJob::Tick(double now_s) {
+  std::lock_guard lock(mutex_);
+  std::optional<FinalizeRequest> finalize = orchestrator_.Poll(now_s);
+  if (finalize) {
+    if (auto s = FinalizeLocked(*finalize, now_s); !s.ok()) return s;
+    orchestrator_.Poll(now_s);  // open the next round at once when sites are there
+  }
+  return PrepareRoundLocked();
+}
+
+RoundState FederatedJob::state() const {
+  std::lock_guard lock(mutex_);
+  return orchestrator_.state();
+}
+
+int64_t FederatedJob::finished_rounds() const {
+  std::lock_guard lock(mutex_);
+  return orchestrator_.finished_rounds();
+}
+
+}  // namespace fedjoint::coordinator

@@ -1,0 +1,63 @@
+#include "coordinator/service/coordinator_server.h"
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "common/log/logging.h"
+
+namespace fedjoint::coordinator {
+
+absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
+    FederatedJob* job, std::shared_ptr<grpc::ServerCredentials> credentials,
+    std::shared_ptr<common::security::RevocationList> revocations, ServerOptions options) {
+  std::unique_ptr<CoordinatorServer> server(new CoordinatorServer());
+  server->service_ =
+      std::make_unique<FederationService>(job, std::move(revocations), options.service);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen_address, std::move(credentials), &server->port_);
+  builder.RegisterService(server->service_.get());
+  builder.SetMaxReceiveMessageSize(int(options.max_message_bytes));
+  builder.SetMaxSendMessageSize(int(options.max_message_bytes));
+  const int keepalive_ms = int(options.keepalive_s * 1000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, keepalive_ms);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, std::max(1000, keepalive_ms / 3));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // Sites ping during long local training; allow it at the same cadence.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                             std::max(1000, keepalive_ms / 2));
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+  server->server_ = builder.BuildAndStart();
+  if (!server->server_ || server->port_ == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options.listen_address,
+                     " (address in use, or not a local address?)"));
+  }
+  const auto tick = std::chrono::duration<double>(options.tick_s);
+  server->ticker_ = std::thread([s = server.get(), tick] {
+    while (!s->stopping_) {
+      s->service_->Tick();
+      std::this_thread::sleep_for(tick);
+    }
+  });
+  common::log::Get("transport")
+      ->info("listening on {} (port {}), mutual TLS", options.listen_address, server->port_);
+  return server;
+}
+
+void CoordinatorServer::Wait() {
+  if (server_) server_->Wait();
+}
+
+void CoordinatorServer::Shutdown() {
+  std::lock_guard lock(shutdown_mutex_);
+  if (shut_down_) return;
+  shut_down_ = true;
+  stopping_ = true;
+  if (ticker_.joinable()) ticker_.join();
+  service_->DrainPolls();
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+}
+
+CoordinatorServer::~CoordinatorServer() { Shutdown(); }
+
+}  // namespace fedjoint::coordinator

@@ -1,0 +1,50 @@
+// Owns the gRPC server: binds the port (port 0 picks a free one, read back with port()), sets
+// explicit message-size limits and keepalive, runs the ticker that advances rounds and answers
+// long polls, and shuts down cleanly (Shutdown() is safe to call twice).
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/statusor.h"
+#include "coordinator/service/federation_service.h"
+
+namespace fedjoint::coordinator {
+
+struct ServerOptions {
+  std::string listen_address = "0.0.0.0:50051";
+  int64_t max_message_bytes = 4 << 20;
+  double keepalive_s = 30;
+  double tick_s = 0.05;
+  ServiceOptions service;
+};
+
+class CoordinatorServer {
+ public:
+  static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(
+      FederatedJob* job, std::shared_ptr<grpc::ServerCredentials> credentials,
+      std::shared_ptr<common::security::RevocationList> revocations, ServerOptions options);
+  ~CoordinatorServer();
+
+  int port() const { return port_; }
+  // Blocks until Shutdown() is called from another thread (or a signal handler's helper).
+  void Wait();
+  void Shutdown();
+
+ private:
+  CoordinatorServer() = default;
+
+  std::unique_ptr<FederationService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::thread ticker_;
+  std::atomic<bool> stopping_{false};
+  std::mutex shutdown_mutex_;
+  bool shut_down_ = false;
+  int port_ = 0;
+};
+
+}  // namespace fedjoint::coordinator

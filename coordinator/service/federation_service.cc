@@ -1,0 +1,322 @@
+#include "coordinator/service/federation_service.h"
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "common/log/logging.h"
+#include "common/security/peer_identity.h"
+#include "common/tensors/mapped_file.h"
+
+namespace fedjoint::coordinator {
+namespace {
+
+std::shared_ptr<spdlog::logger> Log() { return common::log::Get("transport"); }
+
+grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context, const absl::Status& s) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpc(s));
+  return reactor;
+}
+
+}  // namespace
+
+grpc::Status ToGrpc(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+double NowSeconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+FederationService::FederationService(FederatedJob* job,
+                                     std::shared_ptr<common::security::RevocationList> revocations,
+                                     ServiceOptions options)
+    : job_(job), revocations_(std::move(revocations)), options_(options) {}
+
+FederationService::~FederationService() { DrainPolls(); }
+
+absl::StatusOr<std::string> FederationService::Authenticate(grpc::CallbackServerContext* context,
+                                                            const std::string& claimed) {
+  auto auth = context->auth_context();
+  if (!auth) return absl::UnauthenticatedError("no TLS peer identity on the connection");
+  auto site = common::security::AuthenticatePeer(*auth, *revocations_);
+  if (!site.ok()) {
+    Log()->warn("refused {}: {}", context->peer(), std::string(site.status().message()));
+    return site.status();
+  }
+  if (!claimed.empty() && claimed != *site) {
+    Log()->warn("refused {}: certificate of site '{}' used to claim site '{}'", context->peer(),
+                *site, claimed);
+    return absl::PermissionDeniedError(absl::StrCat("the client certificate identifies site '",
+                                                    *site, "', but the request claims site '",
+                                                    claimed, "'"));
+  }
+  return site;
+}
+
+// ------------------------------------------------------------------------------------- Join etc.
+
+grpc::ServerUnaryReactor* FederationService::Join(grpc::CallbackServerContext* context,
+                                                  const fedjoint::v1::JoinRequest* request,
+                                                  fedjoint::v1::JoinResponse* response) {
+  auto site = Authenticate(context, request->site());
+  if (!site.ok()) return FinishNow(context, site.status());
+  auto joined = job_->Join(*site, *request, NowSeconds());
+  if (joined.ok()) *response = std::move(*joined);
+  return FinishNow(context, joined.status());
+}
+
+grpc::ServerUnaryReactor* FederationService::Heartbeat(
+    grpc::CallbackServerContext* context, const fedjoint::v1::HeartbeatRequest* request,
+    fedjoint::v1::HeartbeatResponse* response) {
+  auto site = Authenticate(context, request->site());
+  if (!site.ok()) return FinishNow(context, site.status());
+  auto answer = job_->Heartbeat(*site, *request, NowSeconds());
+  if (answer.ok()) *response = *answer;
+  return FinishNow(context, answer.status());
+}
+
+grpc::ServerUnaryReactor* FederationService::ReportMetrics(
+    grpc::CallbackServerContext* context, const fedjoint::v1::MetricsReport* request,
+    fedjoint::v1::MetricsResponse* /*response*/) {
+  auto site = Authenticate(context, request->site());
+  if (!site.ok()) return FinishNow(context, site.status());
+  return FinishNow(context, job_->ReportMetrics(*site, *request, NowSeconds()));
+}
+
+// ------------------------------------------------------------------------------ GetTask long poll
+
+class FederationService::TaskPoll final : public grpc::ServerUnaryReactor {
+ public:
+  TaskPoll(std::string site, fedjoint::v1::Task* response, double give_up_s)
+      : site_(std::move(site)), response_(response), give_up_s_(give_up_s) {}
+
+  void OnCancel() override { cancelled_ = true; }
+  void OnDone() override { delete this; }
+
+  const std::string site_;
+  fedjoint::v1::Task* const response_;
+  const double give_up_s_;
+  std::atomic<bool> cancelled_{false};
+};
+
+grpc::ServerUnaryReactor* FederationService::GetTask(grpc::CallbackServerContext* context,
+                                                     const fedjoint::v1::TaskRequest* request,
+                                                     fedjoint::v1::Task* response) {
+  auto site = Authenticate(context, request->site());
+  if (!site.ok()) return FinishNow(context, site.status());
+  auto task = job_->TaskFor(*site, NowSeconds());
+  if (!task.ok() || task->kind() != fedjoint::v1::Task::WAIT) {
+    if (task.ok()) *response = std::move(*task);
+    return FinishNow(context, task.status());
+  }
+  auto* poll = new TaskPoll(*site, response, NowSeconds() + options_.task_poll_s);
+  std::lock_guard lock(polls_mutex_);
+  if (draining_) {
+    poll->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "coordinator shutting down"));
+  } else {
+    polls_.push_back(poll);
+  }
+  return poll;
+}
+
+void FederationService::Tick() {
+  const double now = NowSeconds();
+  if (absl::Status s = job_->Tick(now); !s.ok()) {
+    Log()->error("round processing failed: {}", std::string(s.message()));
+  }
+  std::lock_guard lock(polls_mutex_);
+  for (auto it = polls_.begin(); it != polls_.end();) {
+    TaskPoll* poll = *it;
+    grpc::Status status;
+    bool finish = false;
+    if (poll->cancelled_) {
+      status = grpc::Status::CANCELLED;
+      finish = true;
+    } else {
+      auto task = job_->TaskFor(poll->site_, now);
+      if (!task.ok()) {
+        status = ToGrpc(task.status());
+        finish = true;
+      } else if (task->kind() != fedjoint::v1::Task::WAIT || now >= poll->give_up_s_) {
+        *poll->response_ = std::move(*task);
+        finish = true;
+      }
+    }
+    if (finish) {
+      it = polls_.erase(it);
+      poll->Finish(status);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void FederationService::DrainPolls() {
+  std::lock_guard lock(polls_mutex_);
+  draining_ = true;
+  for (TaskPoll* poll : polls_) {
+    poll->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "coordinator shutting down"));
+  }
+  polls_.clear();
+}
+
+// -------------------------------------------------------------------------------- DownloadModel
+
+class FederationService::Download final : public grpc::ServerWriteReactor<fedjoint::v1::Chunk> {
+ public:
+  Download(FederationService* service, grpc::CallbackServerContext* context,
+           const fedjoint::v1::DownloadRequest* request)
+      : chunk_bytes_(service->options_.chunk_bytes) {
+    absl::Status status = Start(service, context, request);
+    if (!status.ok()) {
+      Finish(ToGrpc(status));
+      return;
+    }
+    WriteNext();
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) return Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "stream broken"));
+    WriteNext();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  absl::Status Start(FederationService* service, grpc::CallbackServerContext* context,
+                     const fedjoint::v1::DownloadRequest* request) {
+    auto site = service->Authenticate(context, request->site());
+    if (!site.ok()) return site.status();
+    auto model = service->job_->FindModel(request->model_digest());
+    if (!model.ok()) return model.status();
+    auto mapping = common::tensors::MappedFile::Open(model->path, /*populate=*/false);
+    if (!mapping.ok()) return mapping.status();
+    if (request->offset() < 0 || request->offset() > model->size) {
+      return absl::OutOfRangeError(absl::StrCat("download offset ", request->offset(),
+                                                " outside the model's ", model->size, " bytes"));
+    }
+    mapping_ = std::move(*mapping);
+    offset_ = request->offset();
+    total_ = model->size;
+    sha256_ = model->file_sha256;
+    return absl::OkStatus();
+  }
+
+  void WriteNext() {
+    if (offset_ >= total_ && !first_) return Finish(grpc::Status::OK);
+    chunk_.Clear();
+    chunk_.set_offset(offset_);
+    if (first_) {
+      chunk_.set_total_bytes(total_);
+      chunk_.set_sha256(sha256_);
+      first_ = false;
+    }
+    const int64_t n = std::min(chunk_bytes_, total_ - offset_);
+    auto bytes = mapping_.bytes().subspan(size_t(offset_), size_t(n));
+    chunk_.set_data(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    offset_ += n;
+    StartWrite(&chunk_);
+  }
+
+  const int64_t chunk_bytes_;
+  common::tensors::MappedFile mapping_;
+  int64_t offset_ = 0;
+  int64_t total_ = 0;
+  std::string sha256_;
+  bool first_ = true;
+  fedjoint::v1::Chunk chunk_;
+};
+
+grpc::ServerWriteReactor<fedjoint::v1::Chunk>* FederationService::DownloadModel(
+    grpc::CallbackServerContext* context, const fedjoint::v1::DownloadRequest* request) {
+  return new Download(this, context, request);
+}
+
+// --------------------------------------------------------------------------------- UploadUpdate
+
+class FederationService::Upload final : public grpc::ServerReadReactor<fedjoint::v1::UploadMessage> {
+ public:
+  Upload(FederationService* service, grpc::CallbackServerContext* context,
+         fedjoint::v1::UploadResponse* response)
+      : service_(service), context_(context), response_(response) {
+    auto site = service_->Authenticate(context, "");
+    if (!site.ok()) {
+      Finish(ToGrpc(site.status()));
+      return;
+    }
+    site_ = *site;
+    StartRead(&message_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      return Fail(absl::InvalidArgumentError(absl::StrCat(
+          "update from site '", site_, "': stream ended before the trailer")));
+    }
+    absl::Status status;
+    switch (message_.part_case()) {
+      case fedjoint::v1::UploadMessage::kHeader:
+        status = OnHeader(message_.header());
+        break;
+      case fedjoint::v1::UploadMessage::kChunk:
+        if (!sink_) {
+          status = absl::InvalidArgumentError("upload chunk before the header");
+        } else {
+          status = sink_->Append(message_.chunk().offset(), message_.chunk().data());
+        }
+        break;
+      case fedjoint::v1::UploadMessage::kTrailer:
+        if (!sink_) return Fail(absl::InvalidArgumentError("upload trailer before the header"));
+        return Complete(message_.trailer().sha256());
+      default:
+        status = absl::InvalidArgumentError("empty upload message");
+    }
+    if (!status.ok()) return Fail(status);
+    StartRead(&message_);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  absl::Status OnHeader(const fedjoint::v1::UploadHeader& header) {
+    if (sink_) return absl::InvalidArgumentError("second upload header");
+    if (header.site() != site_) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "the client certificate identifies site '", site_, "', but the update claims site '",
+          header.site(), "'"));
+    }
+    auto sink = service_->job_->BeginUpload(site_, header, NowSeconds());
+    if (!sink.ok()) return sink.status();
+    sink_ = std::move(*sink);
+    return absl::OkStatus();
+  }
+
+  void Complete(const std::string& sha256) {
+    auto digest = service_->job_->FinishUpload(std::move(sink_), sha256, NowSeconds());
+    if (!digest.ok()) return Fail(digest.status());
+    response_->set_accepted(true);
+    response_->set_update_digest(*digest);
+    Finish(grpc::Status::OK);
+  }
+
+  void Fail(const absl::Status& status) {
+    sink_.reset();  // releases the round slot: the site may try again
+    Finish(ToGrpc(status));
+  }
+
+  FederationService* service_;
+  grpc::CallbackServerContext* context_;
+  fedjoint::v1::UploadResponse* response_;
+  std::string site_;
+  fedjoint::v1::UploadMessage message_;
+  std::unique_ptr<UploadSink> sink_;
+};
+
+grpc::ServerReadReactor<fedjoint::v1::UploadMessage>* FederationService::UploadUpdate(
+    grpc::CallbackServerContext* context, fedjoint::v1::UploadResponse* response) {
+  return new Upload(this, context, response);
+}
+
+}  // namespace fedjoint::coordinator

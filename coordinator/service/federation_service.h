@@ -1,0 +1,81 @@
+// The coordinator's gRPC transport: authenticates every call (the site's identity comes from its
+// verified client certificate, checked against the revocation list, and must match the site the
+// request names), converts messages, and hands off to FederatedJob. Nothing here decides rounds
+// or does math.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/security/revocation_list.h"
+#include "coordinator/job/federated_job.h"
+#include "fedjoint/v1/federation.grpc.pb.h"
+
+namespace fedjoint::coordinator {
+
+struct ServiceOptions {
+  int64_t chunk_bytes = 1 << 20;
+  // Long-poll window of GetTask.
+  double task_poll_s = 10;
+};
+
+class FederationService final : public fedjoint::v1::Federation::CallbackService {
+ public:
+  FederationService(FederatedJob* job, std::shared_ptr<common::security::RevocationList> revocations,
+                    ServiceOptions options);
+  ~FederationService() override;
+
+  grpc::ServerUnaryReactor* Join(grpc::CallbackServerContext* context,
+                                 const fedjoint::v1::JoinRequest* request,
+                                 fedjoint::v1::JoinResponse* response) override;
+  grpc::ServerUnaryReactor* GetTask(grpc::CallbackServerContext* context,
+                                    const fedjoint::v1::TaskRequest* request,
+                                    fedjoint::v1::Task* response) override;
+  grpc::ServerWriteReactor<fedjoint::v1::Chunk>* DownloadModel(
+      grpc::CallbackServerContext* context, const fedjoint::v1::DownloadRequest* request) override;
+  grpc::ServerReadReactor<fedjoint::v1::UploadMessage>* UploadUpdate(
+      grpc::CallbackServerContext* context, fedjoint::v1::UploadResponse* response) override;
+  grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* context,
+                                      const fedjoint::v1::HeartbeatRequest* request,
+                                      fedjoint::v1::HeartbeatResponse* response) override;
+  grpc::ServerUnaryReactor* ReportMetrics(grpc::CallbackServerContext* context,
+                                          const fedjoint::v1::MetricsReport* request,
+                                          fedjoint::v1::MetricsResponse* response) override;
+
+  // Advances the job and answers long polls whose task is ready or whose window ended. Called by
+  // the server's ticker thread.
+  void Tick();
+  // Answers every pending long poll (UNAVAILABLE) so the server can shut down.
+  void DrainPolls();
+
+  // The authenticated site behind `context`, which must be `claimed` (when non-empty).
+  absl::StatusOr<std::string> Authenticate(grpc::CallbackServerContext* context,
+                                           const std::string& claimed);
+
+ private:
+  class TaskPoll;
+  class Download;
+  class Upload;
+
+  FederatedJob* job_;
+  std::shared_ptr<common::security::RevocationList> revocations_;
+  ServiceOptions options_;
+  std::mutex polls_mutex_;
+  std::list<TaskPoll*> polls_;
+  bool draining_ = false;
+};
+
+// Converts an absl::Status to a grpc::Status (the codes are the same).
+grpc::Status ToGrpc(const absl::Status& status);
+double NowSeconds();
+
+}  // namespace fedjoint::coordinator

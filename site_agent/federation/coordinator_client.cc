@@ -1,0 +1,295 @@
+#include "site_agent/federation/coordinator_client.h"
+
+#include <openssl/evp.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "common/base/atomic_file.h"
+#include "common/log/logging.h"
+
+namespace fedjoint::site_agent {
+namespace {
+
+std::shared_ptr<spdlog::logger> Log() { return common::log::Get("site"); }
+
+std::string Hex(const unsigned char* d, unsigned n) {
+  static constexpr char k[] = "0123456789abcdef";
+  std::string s;
+  for (unsigned i = 0; i < n; ++i) {
+    s.push_back(k[d[i] >> 4]);
+    s.push_back(k[d[i] & 15]);
+  }
+  return s;
+}
+
+struct Sha256 {
+  Sha256() : ctx(EVP_MD_CTX_new()) { EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr); }
+  ~Sha256() { EVP_MD_CTX_free(ctx); }
+  void Update(const void* p, size_t n) { EVP_DigestUpdate(ctx, p, n); }
+  std::string Hex() {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned n = 0;
+    EVP_DigestFinal_ex(ctx, md, &n);
+    return ::fedjoint::site_agent::Hex(md, n);
+  }
+  EVP_MD_CTX* ctx;
+};
+
+// Cancels a call when it makes no progress for `stall` (the stream's deadline follows progress).
+class StallWatchdog {
+ public:
+  StallWatchdog(grpc::ClientContext* context, std::chrono::duration<double> stall)
+      : context_(context), stall_(stall), last_(Clock::now()), thread_([this] { Run(); }) {}
+  ~StallWatchdog() {
+    {
+      std::lock_guard lock(mutex_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  void Progress() {
+    std::lock_guard lock(mutex_);
+    last_ = Clock::now();
+  }
+  bool fired() const { return fired_; }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  void Run() {
+    std::unique_lock lock(mutex_);
+    while (!done_) {
+      auto until = last_ + std::chrono::duration_cast<Clock::duration>(stall_);
+      if (Clock::now() >= until) {
+        fired_ = true;
+        context_->TryCancel();
+        return;
+      }
+      cv_.wait_until(lock, until);
+    }
+  }
+  grpc::ClientContext* context_;
+  std::chrono::duration<double> stall_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  Clock::time_point last_;
+  bool done_ = false;
+  std::atomic<bool> fired_{false};
+  std::thread thread_;
+};
+
+bool Retryable(grpc::StatusCode code) {
+  return code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::DEADLINE_EXCEEDED;
+}
+
+}  // namespace
+
+absl::Status FromGrpc(const grpc::Status& status, const std::string& what) {
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                      absl::StrCat(what, ": ", status.error_message()));
+}
+
+CoordinatorClient::CoordinatorClient(ClientOptions options,
+                                     std::shared_ptr<grpc::ChannelCredentials> credentials)
+    : options_(std::move(options)), rng_(std::random_device{}()) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(int(options_.max_message_bytes));
+  args.SetMaxSendMessageSize(int(options_.max_message_bytes));
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, int(options_.keepalive_s * 1000));
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, std::max(1000, int(options_.keepalive_s * 1000 / 3)));
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  channel_ = grpc::CreateCustomChannel(options_.target, std::move(credentials), args);
+  stub_ = fedjoint::v1::Federation::NewStub(channel_);
+}
+
+std::chrono::system_clock::time_point CoordinatorClient::Deadline(double seconds) const {
+  return std::chrono::system_clock::now() +
+         std::chrono::duration_cast<std::chrono::system_clock::duration>(
+             std::chrono::duration<double>(seconds));
+}
+
+double CoordinatorClient::BackoffSeconds(int attempt) {
+  double base = options_.backoff_initial_s * std::pow(2.0, std::min(attempt, 30));
+  base = std::min(base, options_.backoff_max_s);
+  std::uniform_real_distribution<double> jitter(0.5, 1.0);
+  return base * jitter(rng_);
+}
+
+absl::StatusOr<fedjoint::v1::JoinResponse> CoordinatorClient::Join(
+    const fedjoint::v1::JoinRequest& request) {
+  for (int attempt = 0;; ++attempt) {
+    grpc::ClientContext context;
+    context.set_deadline(Deadline(options_.unary_timeout_s));
+    fedjoint::v1::JoinResponse response;
+    grpc::Status status = stub_->Join(&context, request, &response);
+    if (status.ok()) return response;
+    if (!Retryable(status.error_code()) ||
+        (options_.max_attempts > 0 && attempt + 1 >= options_.max_attempts)) {
+      return FromGrpc(status, absl::StrCat("join ", options_.target));
+    }
+    double wait = BackoffSeconds(attempt);
+    Log()->warn("coordinator {} not reachable ({}); retrying in {:.1f} s", options_.target,
+                status.error_message(), wait);
+    std::this_thread::sleep_for(std::chrono::duration<double>(wait));
+  }
+}
+
+absl::StatusOr<fedjoint::v1::Task> CoordinatorClient::GetTask(const std::string& session_id,
+                                                              int64_t last_round) {
+  grpc::ClientContext context;
+  context.set_deadline(Deadline(options_.task_poll_s + options_.unary_timeout_s));
+  fedjoint::v1::TaskRequest request;
+  request.set_site(options_.site);
+  request.set_session_id(session_id);
+  request.set_last_round(last_round);
+  fedjoint::v1::Task task;
+  grpc::Status status = stub_->GetTask(&context, request, &task);
+  if (!status.ok()) return FromGrpc(status, "get task");
+  return task;
+}
+
+absl::Status CoordinatorClient::DownloadModel(const std::string& session_id, int64_t round,
+                                              const std::string& digest, int64_t expected_bytes,
+                                              const std::filesystem::path& out) {
+  const std::string what = absl::StrCat("download of model ", digest.substr(0, 12));
+  grpc::ClientContext context;
+  // Generous overall bound (1 MB/s floor); the watchdog enforces progress.
+  context.set_deadline(Deadline(options_.unary_timeout_s + double(expected_bytes) / 1e6));
+  StallWatchdog watchdog(&context, std::chrono::duration<double>(options_.stall_timeout_s));
+  fedjoint::v1::DownloadRequest request;
+  request.set_site(options_.site);
+  request.set_session_id(session_id);
+  request.set_round(round);
+  request.set_model_digest(digest);
+  auto reader = stub_->DownloadModel(&context, request);
+  auto writer = common::base::AtomicFileWriter::Open(out);
+  if (!writer.ok()) return writer.status();
+  Sha256 sha;
+  fedjoint::v1::Chunk chunk;
+  int64_t received = 0, total = -1;
+  std::string expected_sha;
+  absl::Status failure;
+  while (reader->Read(&chunk)) {
+    watchdog.Progress();
+    if (total < 0) {
+      total = chunk.total_bytes();
+      expected_sha = chunk.sha256();
+      if (total != expected_bytes) {
+        failure = absl::DataLossError(absl::StrCat(what, ": coordinator sends ", total,
+                                                   " bytes, the task announced ", expected_bytes));
+        context.TryCancel();
+        break;
+      }
+    }
+    if (chunk.offset() != received || received + int64_t(chunk.data().size()) > total) {
+      failure = absl::DataLossError(absl::StrCat(what, ": chunk at offset ", chunk.offset(),
+                                                 " (", chunk.data().size(), " bytes) after ",
+                                                 received, " of ", total, " bytes"));
+      context.TryCancel();
+      break;
+    }
+    sha.Update(chunk.data().data(), chunk.data().size());
+    if (auto s = writer->Write(chunk.data()); !s.ok()) {
+      failure = s;
+      context.TryCancel();
+      break;
+    }
+    received += int64_t(chunk.data().size());
+  }
+  grpc::Status status = reader->Finish();
+  if (!failure.ok()) return failure;
+  if (watchdog.fired()) {
+    return absl::DeadlineExceededError(absl::StrCat(what, ": no progress for ",
+                                                    options_.stall_timeout_s, " s"));
+  }
+  if (!status.ok()) return FromGrpc(status, what);
+  if (received != total) {
+    return absl::DataLossError(absl::StrCat(what, ": got ", received, " of ", total, " bytes"));
+  }
+  if (std::string got = sha.Hex(); got != expected_sha) {
+    return absl::DataLossError(absl::StrCat(what, ": transfer digest mismatch (got ", got,
+                                            ", expected ", expected_sha, ")"));
+  }
+  return writer->Commit();
+}
+
+absl::StatusOr<fedjoint::v1::UploadResponse> CoordinatorClient::UploadUpdate(
+    fedjoint::v1::UploadHeader header, const common::tensors::SafetensorsEncoding& encoding) {
+  const std::string what = absl::StrCat("upload of round ", header.round(), " update");
+  grpc::ClientContext context;
+  context.set_deadline(Deadline(options_.unary_timeout_s * 4 + double(encoding.total_size) / 1e6));
+  StallWatchdog watchdog(&context, std::chrono::duration<double>(options_.stall_timeout_s));
+  fedjoint::v1::UploadResponse response;
+  auto writer = stub_->UploadUpdate(&context, &response);
+  header.set_site(options_.site);
+  header.set_total_bytes(int64_t(encoding.total_size));
+  fedjoint::v1::UploadMessage message;
+  *message.mutable_header() = std::move(header);
+  bool ok = writer->Write(message);
+  Sha256 sha;
+  int64_t offset = 0;
+  std::string buffer;
+  buffer.reserve(size_t(options_.chunk_bytes));
+  auto flush = [&]() {
+    if (!ok || buffer.empty()) return;
+    fedjoint::v1::UploadMessage m;
+    m.mutable_chunk()->set_offset(offset);
+    m.mutable_chunk()->set_data(buffer);
+    ok = writer->Write(m);
+    watchdog.Progress();
+    offset += int64_t(buffer.size());
+    buffer.clear();
+  };
+  auto append = [&](const char* p, size_t n) {
+    sha.Update(p, n);
+    while (n > 0 && ok) {
+      size_t take = std::min(n, size_t(options_.chunk_bytes) - buffer.size());
+      buffer.append(p, take);
+      p += take;
+      n -= take;
+      if (buffer.size() == size_t(options_.chunk_bytes)) flush();
+    }
+  };
+  append(encoding.header.data(), encoding.header.size());
+  for (const auto& segment : encoding.segments) {
+    append(reinterpret_cast<const char*>(segment.data()), segment.size());
+  }
+  flush();
+  if (ok) {
+    fedjoint::v1::UploadMessage trailer;
+    trailer.mutable_trailer()->set_sha256(sha.Hex());
+    ok = writer->Write(trailer);
+  }
+  writer->WritesDone();
+  grpc::Status status = writer->Finish();
+  if (watchdog.fired()) {
+    return absl::DeadlineExceededError(absl::StrCat(what, ": no progress for ",
+                                                    options_.stall_timeout_s, " s"));
+  }
+  if (!status.ok()) return FromGrpc(status, what);
+  return response;
+}
+
+absl::StatusOr<fedjoint::v1::HeartbeatResponse> CoordinatorClient::Heartbeat(
+    const fedjoint::v1::HeartbeatRequest& request) {
+  grpc::ClientContext context;
+  context.set_deadline(Deadline(options_.unary_timeout_s));
+  fedjoint::v1::HeartbeatResponse response;
+  grpc::Status status = stub_->Heartbeat(&context, request, &response);
+  if (!status.ok()) return FromGrpc(status, "heartbeat");
+  return response;
+}
+
+absl::Status CoordinatorClient::ReportMetrics(const fedjoint::v1::MetricsReport& report) {
+  grpc::ClientContext context;
+  context.set_deadline(Deadline(options_.unary_timeout_s));
+  fedjoint::v1::MetricsResponse response;
+  return FromGrpc(stub_->ReportMetrics(&context, report, &response), "report metrics");
+}
+
+}  // namespace fedjoint::site_agent

@@ -1,0 +1,74 @@
+// The site agent's round loop: join -> wait for a task -> pull and verify the global model ->
+// merge it with the site's own tensors -> train -> keep site-scoped tensors, send only what the
+// task's scopes allow -> report metrics -> repeat until the job is done. Everything it keeps is
+// in the site's state folder, so a restarted agent resumes:
+//
+//   STATE/models/<digest>.safetensors (+ .sig)   verified global models
+//   STATE/site/<phase>.safetensors               this site's site-scoped tensors (never sent)
+//   STATE/progress.json                          job id and the last round this site finished
+//   STATE/final/model.safetensors                the final global model merged with the site's
+//                                                own tensors, ready for `segment`
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/security/model_signing.h"
+#include "site_agent/federation/coordinator_client.h"
+#include "site_agent/federation/local_trainer.h"
+
+namespace fedjoint::site_agent {
+
+struct SiteRunnerOptions {
+  std::string site;
+  std::filesystem::path state_dir;
+  std::map<std::string, int64_t> samples_by_joint;  // what the site declares when it joins
+  std::string agent_version = "fedjoint-site";
+};
+
+// Splits trained weights by the task's scopes: what may be sent (global, and domain tensors of
+// the site's own joints) and what stays (site-scoped). Domain tensors of other joints are neither
+// (the site did not train them). Errors: a tensor that matches no rule, or a shared tensor that
+// is not float32.
+struct ScopedWeights {
+  common::tensors::TensorMap shared;
+  common::tensors::TensorMap site;
+};
+absl::StatusOr<ScopedWeights> SplitByScope(const common::tensors::TensorMap& weights,
+                                           const fedjoint::v1::Task& task,
+                                           const std::vector<std::string>& site_joints);
+
+class SiteRunner {
+ public:
+  SiteRunner(SiteRunnerOptions options, CoordinatorClient* client,
+             common::security::SignatureVerifier verifier, LocalTrainer* trainer);
+
+  // Runs until the job is done (OK), or fails with the reason. Transient coordinator outages are
+  // retried with backoff; a coordinator restart makes the site re-join and continue.
+  absl::Status Run();
+
+  // Downloads (or reuses) the model with `digest`, verifying transfer digest, content digest and
+  // the consortium signature; returns its path.
+  absl::StatusOr<std::filesystem::path> PullModel(const std::string& session,
+                                                  const fedjoint::v1::Task& task);
+
+ private:
+  absl::Status RunTask(const std::string& session, const fedjoint::v1::Task& task);
+  absl::Status Finish(const std::string& session, const fedjoint::v1::Task& task);
+  absl::StatusOr<common::tensors::TensorMap> SiteTensors(const fedjoint::v1::Task& task);
+  absl::Status SaveProgress(const std::string& job_id, int64_t round);
+  int64_t LastRound() const;
+  std::vector<std::string> Joints() const;
+
+  SiteRunnerOptions options_;
+  CoordinatorClient* client_;
+  common::security::SignatureVerifier verifier_;
+  LocalTrainer* trainer_;
+};
+
+}  // namespace fedjoint::site_agent

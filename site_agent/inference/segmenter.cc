@@ -1,0 +1,195 @@
+#include "site_agent/inference/segmenter.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <torch/torch.h>
+
+#include "common/base/status_macros.h"
+#include "common/data/preprocess.h"
+#include "site_agent/inference/model_spec.h"
+#include "site_agent/inference/weights.h"
+
+namespace fedjoint::site_agent::inference {
+namespace {
+
+namespace data = common::data;
+namespace model = common::model;
+
+int64_t RoundUp(int64_t value, int64_t multiple) {
+  return (value + multiple - 1) / multiple * multiple;
+}
+
+}  // namespace
+
+Segmenter::Segmenter(v1::ModelConfig config, model::UNet model, SegmenterOptions options)
+    : config_(std::move(config)), model_(std::move(model)), options_(options) {}
+
+absl::StatusOr<std::unique_ptr<Segmenter>> Segmenter::Load(
+    const std::filesystem::path& path, SegmenterOptions options,
+    const std::optional<v1::ModelConfig>& config) {
+  ASSIGN_OR_RETURN(ModelFile file, ReadModelFile(path));
+  if (config) {
+    file.config = *config;
+  } else if (!file.has_config) {
+    return absl::FailedPreconditionError(fmt::format(
+        "model {} does not say which network it is (no '{}' metadata): give the model config "
+        "(e.g. --config with the site config whose `model` section trained it)",
+        file.path.string(), kModelConfigMetadataKey));
+  }
+  absl::StatusOr<std::unique_ptr<Segmenter>> segmenter =
+      FromWeights(file.config, file.weights, options);
+  if (!segmenter.ok()) {
+    return absl::Status(segmenter.status().code(),
+                        fmt::format("model {}: {}", file.path.string(),
+                                    segmenter.status().message()));
+  }
+  return segmenter;
+}
+
+absl::StatusOr<std::unique_ptr<Segmenter>> Segmenter::FromWeights(
+    const v1::ModelConfig& config, const common::tensors::TensorMap& weights,
+    SegmenterOptions options) {
+  RETURN_IF_ERROR(ValidateModelConfig(config));
+  ASSIGN_OR_RETURN(model::UNet net, BuildUNet(config));
+  RETURN_IF_ERROR(LoadStateDict(*net, weights, "the model's weights"));
+  return FromModel(config, std::move(net), options);
+}
+
+absl::StatusOr<std::unique_ptr<Segmenter>> Segmenter::FromModel(const v1::ModelConfig& config,
+                                                                model::UNet model,
+                                                                SegmenterOptions options) {
+  RETURN_IF_ERROR(ValidateModelConfig(config));
+  if (options.batch_size < 1) {
+    return absl::InvalidArgumentError(
+        fmt::format("segmenter: batch_size {} must be >= 1", options.batch_size));
+  }
+  return std::unique_ptr<Segmenter>(new Segmenter(config, std::move(model), options));
+}
+
+std::vector<std::string> Segmenter::Joints() const {
+  std::vector<std::string> joints;
+  for (const auto& joint : config_.joints()) joints.push_back(joint.name());
+  return joints;
+}
+
+absl::StatusOr<std::vector<std::string>> Segmenter::Structures(std::string_view joint) const {
+  for (const auto& j : config_.joints()) {
+    if (j.name() == joint) return std::vector<std::string>(j.structures().begin(), j.structures().end());
+  }
+  return absl::InvalidArgumentError(fmt::format("joint '{}' is not one of the model's joints [{}]",
+                                                joint, fmt::join(Joints(), ", ")));
+}
+
+absl::StatusOr<Segmentation> SegmentVolume(const data::Volume& image,
+                                           const v1::ModelConfig& config, int64_t classes,
+                                           const SliceProbabilityFn& predict, int64_t batch_size) {
+  RETURN_IF_ERROR(data::ValidateVolume(image, "scan to segment"));
+  if (classes < 1 || batch_size < 1) {
+    return absl::InvalidArgumentError(
+        fmt::format("segmenting: {} classes, batch size {}: both must be >= 1", classes,
+                    batch_size));
+  }
+  data::Volume scan = image;
+  if (scan.voxels.scalar_type() != at::kFloat) scan.voxels = scan.voxels.to(at::kFloat);
+
+  ASSIGN_OR_RETURN(data::CanonicalVolume canonical, data::ToCanonicalOrientation(scan));
+  ASSIGN_OR_RETURN(int axis, SliceAxisFromConfig(config));
+  if (axis == kAutoSliceAxis) axis = AutoSliceAxis(canonical.volume.geometry);
+  const data::SliceDatasetOptions prep = SliceOptionsFromConfig(config, axis);
+
+  data::Volume work = canonical.volume;
+  const bool resample = prep.in_plane_spacing > 0;
+  if (resample) {
+    ASSIGN_OR_RETURN(work, data::ResampleInPlane(work, axis, prep.in_plane_spacing));
+  }
+  ASSIGN_OR_RETURN(data::IntensityStats stats,
+                   data::ComputeIntensityStats(work.voxels, prep.normalize));
+  at::Tensor normalized = data::ApplyIntensityNormalization(work.voxels, stats, prep.normalize);
+  const double pad_value =
+      stats.std < prep.normalize.min_std ? 0.0 : (stats.lower - stats.mean) / stats.std;
+  ASSIGN_OR_RETURN(at::Tensor slices, data::ToSlices(normalized, axis));
+  const int64_t n = slices.size(0), height = slices.size(1), width = slices.size(2);
+  // Pad (never crop) to at least the training size and to a multiple of 32, the encoder's stride.
+  const int64_t padded_h = std::max<int64_t>(prep.height, RoundUp(height, 32));
+  const int64_t padded_w = std::max<int64_t>(prep.width, RoundUp(width, 32));
+  ASSIGN_OR_RETURN(at::Tensor padded,
+                   data::CenterCropOrPad(slices, padded_h, padded_w, pad_value));
+
+  at::Tensor probabilities = torch::empty({n, classes, padded_h, padded_w}, torch::kFloat);
+  try {
+    torch::NoGradGuard no_grad;
+    for (int64_t start = 0; start < n; start += batch_size) {
+      const int64_t count = std::min(batch_size, n - start);
+      at::Tensor p = predict(padded.narrow(0, start, count).unsqueeze(1).contiguous());
+      TORCH_CHECK(p.dim() == 4 && p.size(0) == count && p.size(1) == classes &&
+                      p.size(2) == padded_h && p.size(3) == padded_w,
+                  "the slice predictor returned ", p.sizes(), " for ", count, " slices of ",
+                  padded_h, "x", padded_w, " and ", classes, " classes");
+      probabilities.narrow(0, start, count).copy_(p);
+    }
+  } catch (const c10::Error& e) {
+    return absl::InternalError(fmt::format("segmenting ({} slices {}x{}): {}", n, padded_h,
+                                           padded_w, e.what_without_backtrace()));
+  }
+  ASSIGN_OR_RETURN(probabilities, data::UndoCenterCropOrPad(probabilities, height, width, 0.0));
+
+  // Each class's probability map back onto the canonical grid, then the most probable class
+  // (ties go to the lower class, so padding-only regions stay background).
+  at::Tensor best_probability, labels;
+  for (int64_t c = 0; c < classes; ++c) {
+    ASSIGN_OR_RETURN(at::Tensor voxels,
+                     data::FromSlices(probabilities.select(1, c).contiguous(), axis));
+    if (resample) {
+      ASSIGN_OR_RETURN(data::Volume back,
+                       data::ResampleToGrid(data::Volume{voxels, work.geometry},
+                                            canonical.volume.geometry));
+      voxels = back.voxels;
+    }
+    if (c == 0) {
+      best_probability = voxels.clone();
+      labels = torch::zeros(voxels.sizes(), torch::kByte);
+    } else {
+      at::Tensor better = voxels.gt(best_probability);
+      best_probability = torch::where(better, voxels, best_probability);
+      labels.masked_fill_(better, c);
+    }
+  }
+  ASSIGN_OR_RETURN(data::Volume result,
+                   data::FromCanonicalOrientation(
+                       data::Volume{labels.contiguous(), canonical.volume.geometry},
+                       canonical.reorientation));
+  // FromCanonicalOrientation restores the original grid; keep the caller's geometry bits
+  // regardless, so the output always overlays the input.
+  result.geometry = image.geometry;
+  return Segmentation{std::move(result), axis, n};
+}
+
+absl::StatusOr<Segmentation> Segmenter::Segment(const data::Volume& image, std::string_view joint) {
+  std::optional<int64_t> joint_index = model_->JointIndex(joint);
+  if (!joint_index) {
+    return absl::InvalidArgumentError(fmt::format(
+        "joint '{}' is not one of the model's joints [{}]", joint, fmt::join(Joints(), ", ")));
+  }
+  if (options_.threads > 0) at::set_num_threads(options_.threads);
+  const std::vector<model::JointSpec> joints = JointsFromConfig(config_);
+  const int64_t classes = joints[static_cast<size_t>(*joint_index)].NumClasses();
+  at::Tensor channels;
+  if (config_.variant() == "shared") {
+    channels = torch::tensor(model::SharedChannelsOfJoint(joints, *joint_index), torch::kLong);
+  }
+  model::UNet net = model_;
+  const int64_t j = *joint_index;
+  SliceProbabilityFn predict = [net, j, channels](const at::Tensor& x) mutable {
+    at::Tensor logits = net->forward(x, j).logits[static_cast<size_t>(j)];
+    if (channels.defined()) logits = logits.index_select(1, channels);
+    return logits.softmax(1);
+  };
+  const bool was_training = net->is_training();
+  net->eval();
+  absl::StatusOr<Segmentation> result =
+      SegmentVolume(image, config_, classes, predict, options_.batch_size);
+  net->train(was_training);
+  return result;
+}
+
+}  // namespace fedjoint::site_agent::inference

@@ -1,0 +1,302 @@
+#include <cmath>
+#include <filesystem>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "common/data/manifest.h"
+#include "common/model/scopes.h"
+#include "site_agent/inference/model_spec.h"
+#include "site_agent/inference/weights.h"
+#include "site_agent/training/federated_trainer.h"
+#include "site_agent/training/schedule.h"
+#include "site_agent/training/segmentation_trainer.h"
+#include "site_agent/training/shape_prior_trainer.h"
+#include "site_agent/training/training_data.h"
+#include "tests/site_agent/training/test_data.h"
+
+namespace fedjoint::site_agent::training {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::AllOf;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::SizeIs;
+
+class TrainerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    root_ = new fs::path(test_util::TempDir("site"));
+    knee_manifest_ = new fs::path(test_util::WriteTinySite(*root_ / "knee", "knee", 5));
+  }
+  static void TearDownTestSuite() {
+    fs::remove_all(*root_);
+    delete root_;
+    delete knee_manifest_;
+  }
+
+  static TrainingData KneeData(const v1::ModelConfig& model, double validation_fraction = 0.25) {
+    auto manifest = common::data::LoadManifest(*knee_manifest_);
+    EXPECT_TRUE(manifest.ok()) << manifest.status();
+    auto data = LoadTrainingData(*manifest, model, validation_fraction, 7);
+    EXPECT_TRUE(data.ok()) << data.status();
+    return *data;
+  }
+
+  static TrainerOptions Options(const v1::ModelConfig& model, int steps) {
+    TrainerOptions options;
+    options.model = model;
+    options.training = test_util::TinyTraining(steps);
+    options.seed = 11;
+    options.threads = 1;
+    options.loader_threads = 1;
+    options.show_progress = false;
+    return options;
+  }
+
+  static fs::path* root_;
+  static fs::path* knee_manifest_;
+};
+fs::path* TrainerTest::root_ = nullptr;
+fs::path* TrainerTest::knee_manifest_ = nullptr;
+
+TEST(ScheduleTest, WarmupThenCosineOrPoly) {
+  v1::OptimizerConfig optimizer;
+  optimizer.set_learning_rate(1.0);
+  optimizer.set_schedule("cosine");
+  optimizer.set_warmup_steps(3);
+  EXPECT_DOUBLE_EQ(LearningRateAt(optimizer, 0, 13), 0.25);
+  EXPECT_DOUBLE_EQ(LearningRateAt(optimizer, 2, 13), 0.75);
+  EXPECT_DOUBLE_EQ(LearningRateAt(optimizer, 3, 13), 1.0);
+  EXPECT_NEAR(LearningRateAt(optimizer, 8, 13), 0.5, 1e-12);  // halfway through the cosine
+  optimizer.set_schedule("poly");
+  optimizer.set_poly_power(2.0);
+  optimizer.set_warmup_steps(0);
+  EXPECT_NEAR(LearningRateAt(optimizer, 5, 10), 0.25, 1e-12);
+  optimizer.set_schedule("constant");
+  EXPECT_DOUBLE_EQ(LearningRateAt(optimizer, 9, 10), 1.0);
+
+  v1::LocalTrainingConfig training;
+  training.set_epochs(3);
+  EXPECT_EQ(MakeBudget(training, 7)->total_steps, 21);
+  training.set_steps(5);
+  EXPECT_EQ(MakeBudget(training, 7)->total_steps, 5);  // steps win
+  training.set_steps(0);
+  training.set_epochs(0);
+  EXPECT_THAT(MakeBudget(training, 7).status().message(), HasSubstr("both 0"));
+}
+
+TEST_F(TrainerTest, DataIsSplitBySubjectAndSlicedAlongTheAcquisition) {
+  TrainingData data = KneeData(test_util::TinyModel());
+  EXPECT_THAT(data.train_subjects, SizeIs(4));
+  EXPECT_THAT(data.validation_subjects, SizeIs(1));
+  for (const std::string& id : data.validation_subjects) {
+    EXPECT_EQ(std::count(data.train_subjects.begin(), data.train_subjects.end(), id), 0);
+  }
+  EXPECT_THAT(data.slice_axes, ElementsAre(0));  // sagittal knees
+  EXPECT_EQ(data.train->size(), 4 * 6);
+  EXPECT_EQ(data.train->images.size(1), 64);
+  EXPECT_LE(data.train->labels.max().item<int64_t>(), 4);
+  EXPECT_EQ(SamplesByJoint(*data.train).at("knee"), 24);
+}
+
+TEST_F(TrainerTest, LossDecreases) {
+  v1::ModelConfig model = test_util::TinyModel();
+  TrainerOptions options = Options(model, 36);  // 6 steps per epoch, 6 epochs
+  options.training.set_validation_interval(100);
+  auto trainer = SegmentationTrainer::Create(options, KneeData(model));
+  ASSERT_TRUE(trainer.ok()) << trainer.status();
+  auto summary = (*trainer)->Train();
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  const std::vector<double>& losses = summary->loop.epoch_losses;
+  ASSERT_THAT(losses, SizeIs(6));
+  EXPECT_LT(losses.back(), 0.8 * losses.front()) << ::testing::PrintToString(losses);
+  // Validated once, at the end.
+  EXPECT_FALSE(summary->loop.last_validation.empty());
+  EXPECT_THAT(summary->loop.last_validation.structures, SizeIs(4));
+  EXPECT_TRUE(summary->metrics.contains("val_dice/knee/femur"));
+}
+
+TEST_F(TrainerTest, ResumeContinuesExactlyAsAnUninterruptedRun) {
+  v1::ModelConfig model = test_util::TinyModel();
+  const TrainingData data = KneeData(model);
+  const fs::path straight = test_util::TempDir("straight");
+  const fs::path resumed = test_util::TempDir("resumed");
+
+  TrainerOptions options = Options(model, 8);
+  options.run_dir = straight;
+  auto a = SegmentationTrainer::Create(options, data);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE((*a)->Train().ok());
+
+  options.run_dir = resumed;
+  options.stop_at_step = 5;  // mid-epoch (6 steps per epoch)
+  {
+    auto b = SegmentationTrainer::Create(options, data);
+    ASSERT_TRUE(b.ok());
+    auto first = (*b)->Train();
+    ASSERT_TRUE(first.ok()) << first.status();
+    EXPECT_FALSE(first->loop.finished);
+    EXPECT_EQ(first->loop.steps_done, 5);
+  }
+  options.stop_at_step = -1;
+  auto c = SegmentationTrainer::Create(options, data);  // fresh network and optimizer
+  ASSERT_TRUE(c.ok());
+  auto second = (*c)->Train();
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->loop.start_step, 5);
+  EXPECT_TRUE(second->loop.finished);
+
+  const common::tensors::TensorMap wa = (*a)->Weights(), wc = (*c)->Weights();
+  ASSERT_EQ(wa.size(), wc.size());
+  for (const auto& [name, tensor] : wa) {
+    EXPECT_TRUE(torch::equal(tensor, wc.at(name))) << name;
+  }
+  EXPECT_TRUE(fs::exists(resumed / "model.safetensors"));
+  EXPECT_TRUE(fs::exists(resumed / "metrics.jsonl"));
+  EXPECT_TRUE(fs::exists(resumed / "checkpoint" / "best.safetensors"));
+
+  // A different configuration in the same folder is refused, not silently continued.
+  options.seed = 12;
+  auto d = SegmentationTrainer::Create(options, data);
+  ASSERT_TRUE(d.ok());
+  auto refused = (*d)->Train();
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(), HasSubstr("different run"));
+  fs::remove_all(straight);
+  fs::remove_all(resumed);
+}
+
+TEST_F(TrainerTest, StrictLoadingNamesTheMismatchedTensor) {
+  v1::ModelConfig model = test_util::TinyModel();
+  auto trainer = SegmentationTrainer::Create(Options(model, 1), KneeData(model));
+  ASSERT_TRUE(trainer.ok());
+  common::tensors::TensorMap weights = (*trainer)->Weights();
+  weights["heads.knee.weight"] = torch::zeros({3, 8, 1, 1});
+  weights.erase("encoder.conv1.weight");
+  weights["extra.weight"] = torch::zeros({1});
+  absl::Status status = (*trainer)->LoadWeights(weights);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(),
+              AllOf(HasSubstr("1 missing (encoder.conv1.weight)"),
+                    HasSubstr("1 unexpected (extra.weight)"),
+                    HasSubstr("heads.knee.weight: file [3, 8, 1, 1] vs model [5, ")));
+}
+
+TEST_F(TrainerTest, FederatedRoundKeepsNamesAndReturnsUnitPrototypes) {
+  FederatedTrainerOptions options;
+  options.manifest = *knee_manifest_;
+  options.threads = 1;
+  options.loader_threads = 1;
+  options.seed = 7;
+  auto trainer = FederatedTrainer::Create(options);
+  ASSERT_TRUE(trainer.ok()) << trainer.status();
+
+  fedjoint::v1::Task task;
+  task.set_kind(fedjoint::v1::Task::TRAIN);
+  task.set_phase("segmentation");
+  task.set_round(3);
+  *task.mutable_model() = test_util::TinyModel({"ankle", "knee"});
+  *task.mutable_local() = test_util::TinyTraining(2);
+  task.mutable_local()->mutable_loss()->set_contrastive_weight(0.1);
+  for (auto [pattern, scope] : {std::pair{"*norm*", "site"}, {"heads.*", "domain"}, {"*", "global"}}) {
+    auto* rule = task.add_scopes();
+    rule->set_pattern(pattern);
+    rule->set_scope(scope);
+  }
+  // Another domain's prototypes: the knee site's only negatives.
+  for (int stage : {2, 3, 4}) {
+    auto* p = task.add_prototypes();
+    p->set_domain("ankle");
+    p->set_scale(stage);
+    p->set_count(10);
+    for (int k = 0; k < 128; ++k) p->add_values(k == stage ? 1.0f : 0.0f);
+  }
+
+  auto site = (*trainer)->InitialSiteTensors(task);
+  ASSERT_TRUE(site.ok()) << site.status();
+  ASSERT_FALSE(site->empty());
+  for (const auto& [name, tensor] : *site) EXPECT_THAT(name, HasSubstr("norm")) << name;
+
+  auto net = inference::BuildUNet(task.model(), 5);
+  ASSERT_TRUE(net.ok());
+  TrainRequest request;
+  request.task = task;
+  request.weights = inference::StateDict(**net);
+  double progress = 0;
+  request.on_progress = [&progress](double p) { progress = p; };
+  auto result = (*trainer)->Train(request);
+  ASSERT_TRUE(result.ok()) << result.status();
+
+  std::vector<std::string> sent, received;
+  for (const auto& [name, t] : request.weights) sent.push_back(name);
+  for (const auto& [name, t] : result->weights) received.push_back(name);
+  EXPECT_EQ(sent, received);
+  EXPECT_DOUBLE_EQ(progress, 1.0);
+  const TrainingData data = KneeData(task.model());
+  EXPECT_EQ(result->num_samples, data.train->size());
+  EXPECT_TRUE(result->metrics.contains("contrastive"));
+  EXPECT_TRUE(result->metrics.contains("val_dice_mean"));
+  // The ankle head saw no sample: unchanged.
+  EXPECT_TRUE(torch::equal(result->weights.at("heads.ankle.weight"),
+                           request.weights.at("heads.ankle.weight")));
+  EXPECT_FALSE(torch::equal(result->weights.at("heads.knee.weight"),
+                            request.weights.at("heads.knee.weight")));
+
+  ASSERT_THAT(result->prototypes, SizeIs(3));  // knee x stages 2, 3, 4
+  for (const auto& p : result->prototypes) {
+    EXPECT_EQ(p.domain(), "knee");
+    EXPECT_EQ(p.count(), data.train->size());
+    ASSERT_EQ(p.values_size(), 128);
+    double norm = 0;
+    for (float v : p.values()) {
+      ASSERT_TRUE(std::isfinite(v));
+      norm += static_cast<double>(v) * v;
+    }
+    EXPECT_NEAR(std::sqrt(norm), 1.0, 1e-5);
+  }
+
+  // Weights of another network are refused with the difference named.
+  request.weights.erase("decoder.blocks.0.conv1.weight");
+  auto refused = (*trainer)->Train(request);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.status().message(),
+              AllOf(HasSubstr("round 3"), HasSubstr("decoder.blocks.0.conv1.weight")));
+}
+
+TEST_F(TrainerTest, ShapePriorTrainsAndRegularizesSegmentation) {
+  v1::ModelConfig model = test_util::TinyModel();
+  const TrainingData data = KneeData(model);
+  v1::ModelConfig ae_model = model;
+  ae_model.set_architecture("shape_autoencoder");
+  TrainerOptions ae_options = Options(ae_model, 4);
+  auto ae = ShapePriorTrainer::Create(ae_options, data);
+  ASSERT_TRUE(ae.ok()) << ae.status();
+  auto ae_summary = (*ae)->Train();
+  ASSERT_TRUE(ae_summary.ok()) << ae_summary.status();
+  EXPECT_TRUE(ae_summary->metrics.contains("val_dice_mean"));
+  const common::tensors::TensorMap ae_weights = (*ae)->Weights();
+
+  TrainerOptions options = Options(model, 2);
+  options.training.mutable_loss()->set_shape_prior_weight(0.5);
+  auto trainer = SegmentationTrainer::Create(options, data);
+  ASSERT_TRUE(trainer.ok());
+  ASSERT_TRUE((*trainer)->SetShapePrior(ae_weights).ok());
+  auto summary = (*trainer)->Train();
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  ASSERT_TRUE(summary->metrics.contains("shape_prior"));
+  EXPECT_GT(summary->metrics.at("shape_prior"), 0.0);
+  EXPECT_NEAR(summary->metrics.at("loss"),
+              summary->metrics.at("segmentation") + 0.5 * summary->metrics.at("shape_prior"),
+              1e-3 * summary->metrics.at("loss"));
+
+  // An auto-encoder made for fewer channels than the knee needs is refused.
+  common::tensors::TensorMap small = ae_weights;
+  small["encoder.0.weight"] = torch::zeros({16, 2, 3, 3});
+  EXPECT_THAT((*trainer)->SetShapePrior(small).message(), HasSubstr("takes 2 channels"));
+}
+
+}  // namespace
+}  // namespace fedjoint::site_agent::training
