@@ -7,6 +7,9 @@ BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 DEMO_OUT ?= demo-out
+# LibTorch's OpenMP threads busy-wait by default; on a shared 2-core machine that made training
+# ~10x slower (bench/model_bench.cc). It must be set before the library loads.
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: demo test deps configure build format format-check clean
 

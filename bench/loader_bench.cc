@@ -3,6 +3,7 @@
 //
 //   fedjoint_loader_bench [--size 128] [--batch 8] [--workers 2] [--prefetch 4] [--batches 120]
 //                         [--train-threads 2] [--step-ms 570] [--elastic] [--no-augment]
+//                         [--worker-threads 1] [--rounds 3]
 //
 // 1. serial: MakeBatch on the calling thread (one intra-op thread), slices/s.
 // 2. loader: the background loader with --workers threads, consumer taking batches as fast as it
@@ -13,6 +14,7 @@
 //    and the consumer's wait time says whether training ever starved.
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <memory>
 #include <vector>
 
@@ -30,6 +32,10 @@ using Clock = std::chrono::steady_clock;
 double Seconds(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
+
+// CPU time of the whole process: unlike wall time, not inflated when other processes share the
+// cores, so CPU ms per slice is the stable figure on a busy machine.
+double CpuSeconds() { return static_cast<double>(std::clock()) / CLOCKS_PER_SEC; }
 
 // Three domains of different sizes with bone-like blocks; every other slice has foreground.
 std::shared_ptr<const data::SliceDataset> MakeDataset(int64_t size) {
@@ -88,6 +94,8 @@ int main(int argc, char** argv) {
   double step_ms = 570.0;
   bool elastic = false;
   bool no_augment = false;
+  int worker_threads = 1;
+  int rounds = 3;
   app.add_option("--size", size, "slice height and width");
   app.add_option("--batch", batch_size, "batch size");
   app.add_option("--workers", workers, "loader worker threads");
@@ -97,6 +105,9 @@ int main(int argc, char** argv) {
   app.add_option("--step-ms", step_ms, "training proxy step time per batch (0: skip part 3)");
   app.add_flag("--elastic", elastic, "also elastic deformation (off by default in training)");
   app.add_flag("--no-augment", no_augment, "sampling only");
+  app.add_option("--worker-threads", worker_threads,
+                 "intra-op threads per worker (0: the process-wide setting)");
+  app.add_option("--rounds", rounds, "alternating alone / fed measurements of the proxy");
   CLI11_PARSE(app, argc, argv);
 
   at::set_num_threads(train_threads);
@@ -122,31 +133,37 @@ int main(int argc, char** argv) {
     at::set_num_threads(1);
     for (int b = 0; b < 3; ++b) (void)(*sampler)->MakeBatch(99, b);  // warm-up
     const auto start = Clock::now();
+    const double cpu = CpuSeconds();
     const int n = std::max(10, batches / 4);
     for (int b = 0; b < n; ++b) {
       if (!(*sampler)->MakeBatch(0, b).ok()) return 1;
     }
     const double s = Seconds(start);
-    std::printf("serial MakeBatch (1 thread):      %8.1f slices/s  (%.2f ms/batch)\n",
-                n * batch_size / s, 1000.0 * s / n);
+    std::printf(
+        "serial MakeBatch (1 thread):      %8.1f slices/s  (%.2f ms/batch, %.2f CPU ms/slice)\n",
+        n * batch_size / s, 1000.0 * s / n, 1000.0 * (CpuSeconds() - cpu) / (n * batch_size));
     at::set_num_threads(train_threads);
   }
 
   data::LoaderOptions loader_options;
   loader_options.num_workers = workers;
   loader_options.prefetch = prefetch;
+  loader_options.worker_intra_op_threads = worker_threads;
 
   // 2. Loader alone.
   {
     auto loader = data::BackgroundLoader::ForSampler(*sampler, loader_options);
     if (!loader.ok()) return 1;
     const auto start = Clock::now();
+    const double cpu = CpuSeconds();
     for (int b = 0; b < batches; ++b) {
       if (!(*loader)->Next().ok()) return 1;
     }
     const double s = Seconds(start);
-    std::printf("loader, %d workers, idle consumer: %8.1f slices/s  (%.2f ms/batch)\n", workers,
-                batches * batch_size / s, 1000.0 * s / batches);
+    std::printf(
+        "loader, %d workers, idle consumer: %8.1f slices/s  (%.2f ms/batch, %.2f CPU ms/slice)\n",
+        workers, batches * batch_size / s, 1000.0 * s / batches,
+        1000.0 * (CpuSeconds() - cpu) / (batches * batch_size));
   }
 
   if (step_ms <= 0) return 0;
@@ -162,26 +179,37 @@ int main(int argc, char** argv) {
     proxy.repeats = std::max(1, static_cast<int>(step_ms / 1000.0 / one + 0.5));
   }
   const int steps = std::max(8, batches / 8);
-  double alone = 0.0;
-  {
-    const auto start = Clock::now();
+  // Alternate, so a change in the machine's load hits both measurements alike.
+  for (int round = 0; round < rounds; ++round) {
+    auto start = Clock::now();
+    double cpu = CpuSeconds();
     for (int b = 0; b < steps; ++b) proxy.Step(fixed);
-    alone = Seconds(start) / steps;
-  }
-  auto loader = data::BackgroundLoader::ForSampler(*sampler, loader_options);
-  if (!loader.ok()) return 1;
-  const auto start = Clock::now();
-  for (int b = 0; b < steps; ++b) {
+    const double alone = Seconds(start) / steps;
+    const double alone_cpu = (CpuSeconds() - cpu) / steps;
+
+    auto loader = data::BackgroundLoader::ForSampler(*sampler, loader_options);
+    if (!loader.ok()) return 1;
+    // The first batch is made while nothing else runs (start-up, not steady state).
     absl::StatusOr<data::Batch> batch = (*loader)->Next();
     if (!batch.ok()) return 1;
-    proxy.Step(batch->images);
+    const double startup_wait = (*loader)->stats().consumer_wait_seconds;
+    start = Clock::now();
+    cpu = CpuSeconds();
+    for (int b = 0; b < steps; ++b) {
+      proxy.Step(batch->images);
+      batch = (*loader)->Next();
+      if (!batch.ok()) return 1;
+    }
+    const double fed = Seconds(start) / steps;
+    const double fed_cpu = (CpuSeconds() - cpu) / steps;
+    const data::LoaderStats stats = (*loader)->stats();
+    std::printf(
+        "training proxy: %.0f ms/step alone, %.0f ms/step fed by the loader (%+.1f%%), "
+        "%.1f slices/s trained; process CPU %.0f -> %.0f ms/step; consumer waited %.3f s in %d "
+        "steps (+ %.3f s for the first batch)\n",
+        1000.0 * alone, 1000.0 * fed, 100.0 * (fed / alone - 1.0), batch_size / fed,
+        1000.0 * alone_cpu, 1000.0 * fed_cpu, stats.consumer_wait_seconds - startup_wait, steps,
+        startup_wait);
   }
-  const double fed = Seconds(start) / steps;
-  const data::LoaderStats stats = (*loader)->stats();
-  std::printf(
-      "training proxy: %.0f ms/step alone, %.0f ms/step fed by the loader (%+.1f%%), "
-      "%.1f slices/s trained, consumer waited %.2f s in %d steps\n",
-      1000.0 * alone, 1000.0 * fed, 100.0 * (fed / alone - 1.0), batch_size / fed,
-      stats.consumer_wait_seconds, steps);
   return 0;
 }

@@ -31,12 +31,8 @@ class DomainBatchNorm2d(nn.Module):
         present = [d for d, n in enumerate(sizes) if n > 0]
         if len(present) <= 1:
             return norms[present[0] if present else 0](x)
-        parts, start = [], 0
-        for d, n in enumerate(sizes):
-            if n:
-                parts.append(norms[d](x.narrow(0, start, n)))
-                start += n
-        return torch.cat(parts, 0)
+        groups = x.split(sizes, 0)
+        return torch.cat([norms[d](groups[d]) for d, n in enumerate(sizes) if n], 0)
 
 
 class Downsample(nn.Module):

@@ -20,7 +20,7 @@ packages=(
   libcli11-dev libyaml-cpp-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev
   # Cross-checks in the test suite: Python readers of our files.
-  python3 python3-numpy python3-nibabel
+  python3 python3-numpy python3-nibabel plastimatch
 )
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(python3-torch python3-matplotlib)

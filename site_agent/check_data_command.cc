@@ -21,9 +21,9 @@ void AddCheckDataCommand(common::cli::Program& program) {
     common::data::DataReport report = common::data::CheckData(*manifest);
     std::cout << report.ToText(*manifest);
     if (int unusable = report.NumUnusable(); unusable > 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          *manifest_path, ": ", unusable, " of ", report.subjects.size(),
-          " subject(s) unusable (see the problems listed above)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(*manifest_path, ": ", unusable, " of ", report.subjects.size(),
+                       " subject(s) unusable (see the problems listed above)"));
     }
     return absl::OkStatus();
   });

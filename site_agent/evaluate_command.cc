@@ -49,7 +49,8 @@ std::string Cell(double value) {
 
 // The per-subject rows under the summary, as Markdown.
 std::string SubjectTable(const metrics::MetricTable& table) {
-  std::string out = "| subject | structure | Dice | HD95 (mm) | ASSD (mm) |\n|---|---|---|---|---|\n";
+  std::string out =
+      "| subject | structure | Dice | HD95 (mm) | ASSD (mm) |\n|---|---|---|---|---|\n";
   for (const metrics::MetricRow& row : table.rows()) {
     out += fmt::format("| {} | {} | {} | {} | {} |\n", row.subject, row.structure, Cell(row.dice),
                        Cell(row.hd95), Cell(row.assd));
@@ -76,7 +77,8 @@ absl::Status RunEvaluate(const EvaluateOptions& cli) {
                    inference::Segmenter::Load(cli.model, segmenter_options, model_config));
   ASSIGN_OR_RETURN(fs::path model_path, inference::ResolveModelPath(cli.model));
   ASSIGN_OR_RETURN(data::Manifest manifest, data::LoadManifest(cli.manifest));
-  const fs::path out = cli.out.empty() ? model_path.parent_path() / "evaluation" : fs::path(cli.out);
+  const fs::path out =
+      cli.out.empty() ? model_path.parent_path() / "evaluation" : fs::path(cli.out);
   std::error_code ec;
   fs::create_directories(out, ec);
   if (ec) {
@@ -89,8 +91,8 @@ absl::Status RunEvaluate(const EvaluateOptions& cli) {
   metrics::MetricTable table;
   int64_t evaluated = 0, skipped = 0;
   for (const data::ManifestSubject& subject : manifest.subjects) {
-    const std::string who = fmt::format("subject '{}' ({}:{})", subject.id,
-                                        manifest.file.string(), subject.line);
+    const std::string who =
+        fmt::format("subject '{}' ({}:{})", subject.id, manifest.file.string(), subject.line);
     if (!subject.label) {
       ++skipped;
       log->info("{}: no label, skipped", who);
@@ -124,9 +126,8 @@ absl::Status RunEvaluate(const EvaluateOptions& cli) {
     for (const auto& [value, name] : label_map->second) {
       auto it = std::find(structures.begin(), structures.end(), name);
       if (it == structures.end()) {
-        return absl::InvalidArgumentError(
-            fmt::format("{}: structure '{}' (label {}) is not one the model segments", who, name,
-                        value));
+        return absl::InvalidArgumentError(fmt::format(
+            "{}: structure '{}' (label {}) is not one the model segments", who, name, value));
       }
       const int64_t index = (it - structures.begin()) + 1;
       mapping.value_to_index[value] = index;
@@ -138,9 +139,9 @@ absl::Status RunEvaluate(const EvaluateOptions& cli) {
 
     ASSIGN_OR_RETURN(inference::Segmentation segmentation,
                      segmenter->Segment(image, subject.joint));
-    ASSIGN_OR_RETURN(std::vector<metrics::StructureMetrics> values,
-                     metrics::ComputeSegmentationMetrics(segmentation.labels, truth,
-                                                         evaluated_structures));
+    ASSIGN_OR_RETURN(
+        std::vector<metrics::StructureMetrics> values,
+        metrics::ComputeSegmentationMetrics(segmentation.labels, truth, evaluated_structures));
     RETURN_IF_ERROR(table.AddSubject(subject.id, values));
     if (cli.save_predictions) {
       RETURN_IF_ERROR(data::WriteVolume(segmentation.labels,

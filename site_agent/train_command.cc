@@ -35,7 +35,8 @@ struct TrainCommandOptions {
 void PrintSummary(const training::TrainSummary& summary, const fs::path& run_dir) {
   const training::LoopResult& loop = summary.loop;
   std::cout << fmt::format("trained {} steps ({} in this run, {}); model: {}\n", loop.steps_done,
-                           loop.steps_done - loop.start_step, training::FormatDuration(loop.seconds),
+                           loop.steps_done - loop.start_step,
+                           training::FormatDuration(loop.seconds),
                            loop.model_path.empty() ? "(not finished)" : loop.model_path.string());
   const training::ValidationResult& best =
       loop.best_validation.empty() ? loop.last_validation : loop.best_validation;
@@ -58,7 +59,8 @@ absl::Status RunTrain(const TrainCommandOptions& cli) {
         fmt::format("{}: `model` is required for local training", cli.config));
   }
   RETURN_IF_ERROR(inference::ValidateModelConfig(config.model()));
-  const fs::path run_dir = cli.out.empty() ? fs::path(config.state_dir()) / "train" : cli.out;
+  const fs::path run_dir =
+      cli.out.empty() ? fs::path(config.state_dir()) / "train" : fs::path(cli.out);
   ASSIGN_OR_RETURN(common::data::Manifest manifest, common::data::LoadManifest(config.manifest()));
   const v1::LocalTrainingConfig& training = config.training();
   ASSIGN_OR_RETURN(training::TrainingData data,

@@ -54,9 +54,10 @@ absl::Status ScopedFedAvg::Validate(const std::string& site,
     const TensorView& t = update[u];
     auto it = index.find(t.name);
     if (it == index.end()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          who, ": tensor '", t.name, "' is not a shared parameter of this round (unknown, or "
-          "site-scoped: site-scoped tensors must never leave the site)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(who, ": tensor '", t.name,
+                       "' is not a shared parameter of this round (unknown, or "
+                       "site-scoped: site-scoped tensors must never leave the site)"));
     }
     const SharedTensor& ref = tensors_[it->second];
     if (seen[it->second]) {
@@ -64,10 +65,9 @@ absl::Status ScopedFedAvg::Validate(const std::string& site,
     }
     seen[it->second] = true;
     if (ref.scope.scope == Scope::kDomain && !HoldsJoint(site_joints, ref.scope.joint)) {
-      return absl::PermissionDeniedError(absl::StrCat(who, ": tensor '", t.name, "' has scope ",
-                                                      DescribeScope(ref.scope),
-                                                      " but the site does not hold joint '",
-                                                      ref.scope.joint, "'"));
+      return absl::PermissionDeniedError(
+          absl::StrCat(who, ": tensor '", t.name, "' has scope ", DescribeScope(ref.scope),
+                       " but the site does not hold joint '", ref.scope.joint, "'"));
     }
     if (t.shape != ref.start.shape || t.values.size() != ref.start.values.size()) {
       return absl::InvalidArgumentError(absl::StrCat(who, ": tensor '", t.name, "' has shape ",
@@ -101,9 +101,9 @@ absl::Status ScopedFedAvg::Validate(const std::string& site,
     }
   }
   if (limits_.max_update_norm > 0 && std::sqrt(squared_distance) > limits_.max_update_norm) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        who, ": update norm ", std::sqrt(squared_distance), " exceeds the bound of ",
-        limits_.max_update_norm));
+    return absl::InvalidArgumentError(
+        absl::StrCat(who, ": update norm ", std::sqrt(squared_distance), " exceeds the bound of ",
+                     limits_.max_update_norm));
   }
   return absl::OkStatus();
 }

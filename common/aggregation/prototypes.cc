@@ -43,8 +43,8 @@ absl::Status PrototypeAverager::Check(const std::string& site,
     }
     for (float v : p.values) {
       if (!std::isfinite(v)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            who, ": (", p.domain, ", scale ", p.scale, ") contains NaN or infinite values"));
+        return absl::InvalidArgumentError(absl::StrCat(who, ": (", p.domain, ", scale ", p.scale,
+                                                       ") contains NaN or infinite values"));
       }
     }
   }

@@ -56,7 +56,8 @@ absl::StatusOr<ResolvedScope> ResolveScope(std::string_view name, std::span<cons
   for (const ScopeRule& rule : rules) {
     if (!GlobMatch(rule.pattern, name)) continue;
     if (rule.scope != Scope::kDomain) return ResolvedScope{rule.scope, ""};
-    for (absl::string_view segment : absl::StrSplit(absl::string_view(name.data(), name.size()), '.')) {
+    for (absl::string_view segment :
+         absl::StrSplit(absl::string_view(name.data(), name.size()), '.')) {
       for (const std::string& joint : joints) {
         if (segment == joint) return ResolvedScope{Scope::kDomain, joint};
       }

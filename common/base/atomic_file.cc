@@ -78,7 +78,8 @@ void AtomicFileWriter::Abandon() {
 }
 
 absl::Status AtomicFileWriter::Write(std::span<const std::byte> data) {
-  if (fd_ < 0) return absl::FailedPreconditionError(absl::StrCat(path_.string(), ": writer closed"));
+  if (fd_ < 0)
+    return absl::FailedPreconditionError(absl::StrCat(path_.string(), ": writer closed"));
   const std::byte* p = data.data();
   std::size_t left = data.size();
   while (left > 0) {
@@ -99,7 +100,8 @@ absl::Status AtomicFileWriter::Write(std::string_view data) {
 }
 
 absl::Status AtomicFileWriter::Commit() {
-  if (fd_ < 0) return absl::FailedPreconditionError(absl::StrCat(path_.string(), ": writer closed"));
+  if (fd_ < 0)
+    return absl::FailedPreconditionError(absl::StrCat(path_.string(), ": writer closed"));
   if (::fsync(fd_) != 0) return ErrnoToStatus(errno, "fsync failed", temp_path_.string());
   if (::close(fd_) != 0) {
     fd_ = -1;
@@ -156,7 +158,8 @@ absl::StatusOr<std::string> ReadSmallFile(const std::filesystem::path& path,
   }
   if (S_ISDIR(st.st_mode)) {
     ::close(fd);
-    return absl::InvalidArgumentError(absl::StrCat(path.string(), ": is a directory, expected a file"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path.string(), ": is a directory, expected a file"));
   }
   if (static_cast<std::size_t>(st.st_size) > max_bytes) {
     ::close(fd);
@@ -171,7 +174,8 @@ absl::StatusOr<std::string> ReadSmallFile(const std::filesystem::path& path,
     if (n <= 0) {
       int saved = errno;
       ::close(fd);
-      if (n == 0) return absl::DataLossError(absl::StrCat(path.string(), ": file shrank while reading"));
+      if (n == 0)
+        return absl::DataLossError(absl::StrCat(path.string(), ": file shrank while reading"));
       return ErrnoToStatus(saved, "read failed", path.string());
     }
     got += static_cast<std::size_t>(n);

@@ -13,8 +13,8 @@ absl::Status Annotate(const absl::Status& status, std::string_view context) {
 }
 
 absl::Status ErrnoToStatus(int error_number, std::string_view what, std::string_view path) {
-  std::string message = absl::StrCat(std::string(path), ": ", std::string(what), ": ",
-                                       std::strerror(error_number));
+  std::string message =
+      absl::StrCat(std::string(path), ": ", std::string(what), ": ", std::strerror(error_number));
   switch (error_number) {
     case ENOENT:
     case ENOTDIR:

@@ -13,11 +13,11 @@
 #define FEDJOINT_CONCAT_(a, b) FEDJOINT_CONCAT_INNER_(a, b)
 
 // Returns from the enclosing function if `expr` (an absl::Status) is not OK.
-#define RETURN_IF_ERROR(expr)                                   \
-  do {                                                          \
-    if (absl::Status _fj_status = (expr); !_fj_status.ok()) {   \
-      return _fj_status;                                        \
-    }                                                           \
+#define RETURN_IF_ERROR(expr)                                 \
+  do {                                                        \
+    if (absl::Status _fj_status = (expr); !_fj_status.ok()) { \
+      return _fj_status;                                      \
+    }                                                         \
   } while (0)
 
 // ASSIGN_OR_RETURN(lhs, expr): evaluates the StatusOr `expr`; on error returns its status,

@@ -9,8 +9,7 @@ namespace fedjoint::common::cli {
 Program::Program(std::string name, std::string description)
     : app_(std::move(description), name), name_(std::move(name)) {
   app_.set_version_flag("--version", name_ + " " + FEDJOINT_VERSION);
-  app_.add_option("--log-level", log_level_,
-                  "trace, debug, info, warn, error, critical or off")
+  app_.add_option("--log-level", log_level_, "trace, debug, info, warn, error, critical or off")
       ->capture_default_str();
   app_.add_option("--log-format", log_format_, "human (default) or json (one object per line)")
       ->capture_default_str();

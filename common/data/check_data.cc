@@ -15,13 +15,15 @@ namespace {
 
 template <typename T, size_t N>
 std::string Vec(const std::array<T, N>& v) {
-  return absl::StrCat("[", absl::StrJoin(v, ", ", [](std::string* out, T x) {
-                        if constexpr (std::is_floating_point_v<T>) {
-                          absl::StrAppend(out, absl::StrFormat("%.6g", x));
-                        } else {
-                          absl::StrAppend(out, x);
-                        }
-                      }),
+  return absl::StrCat("[",
+                      absl::StrJoin(v, ", ",
+                                    [](std::string* out, T x) {
+                                      if constexpr (std::is_floating_point_v<T>) {
+                                        absl::StrAppend(out, absl::StrFormat("%.6g", x));
+                                      } else {
+                                        absl::StrAppend(out, x);
+                                      }
+                                    }),
                       "]");
 }
 
@@ -52,7 +54,8 @@ std::vector<std::string> CompareGeometry(const Geometry& a, const Geometry& b,
   for (int i = 0; i < 9; ++i) {
     if (std::abs(a.direction[i] - b.direction[i]) > tol.direction) direction_ok = false;
   }
-  if (!spacing_ok) diffs.push_back(absl::StrCat("spacing ", Vec(a.spacing), " vs ", Vec(b.spacing)));
+  if (!spacing_ok)
+    diffs.push_back(absl::StrCat("spacing ", Vec(a.spacing), " vs ", Vec(b.spacing)));
   if (!origin_ok) diffs.push_back(absl::StrCat("origin ", Vec(a.origin), " vs ", Vec(b.origin)));
   if (!direction_ok) {
     diffs.push_back(absl::StrCat("direction ", Vec(a.direction), " vs ", Vec(b.direction)));
@@ -114,7 +117,8 @@ DataReport CheckData(const Manifest& manifest, const GeometryTolerance& toleranc
         }
         r.label_counts = CountLabels(label->voxels);
         if (r.label_counts.empty()) {
-          problem(absl::StrCat(subject.label->string(), ": label volume is empty (background only)"));
+          problem(
+              absl::StrCat(subject.label->string(), ": label volume is empty (background only)"));
         }
         if (joint_labels != manifest.labels.end()) {
           std::vector<int> unknown;
@@ -139,12 +143,12 @@ std::string DataReport::ToText(const Manifest& manifest) const {
   rows.push_back({"subject", "joint", "domain", "size", "spacing (mm)", "label voxels", "status"});
   for (const auto& s : subjects) {
     std::string size = s.has_image ? absl::StrJoin(s.geometry.size, "x") : "-";
-    std::string spacing =
-        s.has_image ? absl::StrJoin(s.geometry.spacing, "x",
-                                    [](std::string* out, double v) {
-                                      absl::StrAppend(out, absl::StrFormat("%.3g", v));
-                                    })
-                    : "-";
+    std::string spacing = s.has_image
+                              ? absl::StrJoin(s.geometry.spacing, "x",
+                                              [](std::string* out, double v) {
+                                                absl::StrAppend(out, absl::StrFormat("%.3g", v));
+                                              })
+                              : "-";
     std::string labels = "-";
     if (s.has_label) {
       auto joint = manifest.labels.find(s.joint);

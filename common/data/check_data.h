@@ -24,9 +24,9 @@ struct SubjectReport {
   std::string domain;
   bool has_image = false;
   bool has_label = false;
-  Geometry geometry;                      // the image's, when it could be read
-  std::map<int, int64_t> label_counts;    // label value -> voxels (background excluded)
-  std::vector<std::string> problems;      // each names the file and what is wrong
+  Geometry geometry;                    // the image's, when it could be read
+  std::map<int, int64_t> label_counts;  // label value -> voxels (background excluded)
+  std::vector<std::string> problems;    // each names the file and what is wrong
 
   bool usable() const { return problems.empty(); }
 };

@@ -22,8 +22,8 @@ class ManifestParser {
     try {
       root = YAML::Load(text);
     } catch (const YAML::Exception& e) {
-      return absl::InvalidArgumentError(absl::StrCat(file_.string(), ":", e.mark.line + 1, ":",
-                                                     e.mark.column + 1, ": ", e.msg));
+      return absl::InvalidArgumentError(
+          absl::StrCat(file_.string(), ":", e.mark.line + 1, ":", e.mark.column + 1, ": ", e.msg));
     }
     Manifest manifest;
     manifest.file = file_;
@@ -40,9 +40,9 @@ class ManifestParser {
     ParseLabels(root["labels"], &manifest);
     ParseSubjects(root["subjects"], &manifest);
     if (!errors_.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(file_.string(), ": ", errors_.size(),
-                                                     errors_.size() == 1 ? " problem\n" : " problems\n",
-                                                     absl::StrJoin(errors_, "\n")));
+      return absl::InvalidArgumentError(absl::StrCat(
+          file_.string(), ": ", errors_.size(), errors_.size() == 1 ? " problem\n" : " problems\n",
+          absl::StrJoin(errors_, "\n")));
     }
     return manifest;
   }
@@ -80,7 +80,8 @@ class ManifestParser {
         }
         std::string name = v.second.IsScalar() ? v.second.Scalar() : "";
         if (name.empty()) {
-          Error(v.second, absl::StrCat("labels.", joint, ".", value, ": expected a structure name"));
+          Error(v.second,
+                absl::StrCat("labels.", joint, ".", value, ": expected a structure name"));
           continue;
         }
         if (!names.insert(name).second) {
@@ -100,8 +101,8 @@ class ManifestParser {
     if (!subjects.IsSequence() || subjects.size() == 0) {
       return Error(subjects, "subjects: expected a non-empty list");
     }
-    static const std::set<std::string> kKeys = {"id", "image", "label", "joint", "domain",
-                                                "series_uid"};
+    static const std::set<std::string> kKeys = {"id",    "image",  "label",
+                                                "joint", "domain", "series_uid"};
     const fs::path base = file_.parent_path();
     for (size_t i = 0; i < subjects.size(); ++i) {
       const YAML::Node& s = subjects[i];

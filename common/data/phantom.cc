@@ -4,7 +4,6 @@
 #include <array>
 #include <cmath>
 #include <cstring>
-#include <cstdlib>
 #include <limits>
 #include <utility>
 
@@ -34,6 +33,14 @@ using phantom_internal::Transpose;
 using phantom_internal::V3;
 using phantom_internal::ValueNoise;
 
+namespace {
+
+bool Contains(const std::vector<std::string>& names, std::string_view name) {
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+}  // namespace
+
 const std::vector<std::string>& PhantomJoints() {
   static const auto* joints = new std::vector<std::string>{"ankle", "knee", "shoulder"};
   return *joints;
@@ -45,12 +52,12 @@ const std::vector<std::string>& PhantomDomains() {
 }
 
 absl::StatusOr<std::vector<std::string>> PhantomBoneNames(std::string_view joint) {
-  if (joint == "ankle") return std::vector<std::string>{"tibia", "talus", "calcaneus"};
-  if (joint == "knee") return std::vector<std::string>{"femur", "tibia", "patella", "fibula"};
-  if (joint == "shoulder") return std::vector<std::string>{"humerus", "scapula"};
-  return absl::InvalidArgumentError(absl::StrCat("unknown phantom joint '", std::string(joint),
-                                                 "': valid joints are ",
-                                                 absl::StrJoin(PhantomJoints(), ", ")));
+  if (!Contains(PhantomJoints(), joint)) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown phantom joint '", std::string(joint),
+                                                   "': valid joints are ",
+                                                   absl::StrJoin(PhantomJoints(), ", ")));
+  }
+  return phantom_internal::ReferenceAnatomy(joint).label_names;
 }
 
 std::string PhantomSubjectId(std::string_view joint, std::string_view domain, int subject) {
@@ -102,10 +109,6 @@ Contrast ContrastFor(std::string_view domain) {
   return c;
 }
 
-bool Contains(const std::vector<std::string>& names, std::string_view name) {
-  return std::find(names.begin(), names.end(), name) != names.end();
-}
-
 float Lerp(float a, float b, float t) { return a + (b - a) * t; }
 float Clamp01(float t) { return std::clamp(t, 0.0f, 1.0f); }
 float SmoothStep(float e0, float e1, float x) {
@@ -146,14 +149,9 @@ class PhantomRenderer {
 
   // `radius_mm` bounds the distance of the tile's points from `centre`.
   void PrepareTile(V3 centre, float radius_mm, Tile* tile) const;
+  // A tile where every shape is evaluated at every point (the reference for tests).
+  void PrepareExhaustiveTile(Tile* tile) const;
   Sample Evaluate(V3 p_img, const Tile& tile) const;
-  void Debug(V3 p_img, const Tile& tile) const {
-    const V3 p = p_img + Displacement(p_img);
-    const std::array<V3, 3> q = ToReference(p);
-    for (size_t i = 0; i < anatomy_.envelope.size(); ++i) fprintf(stderr, "env %zu state %d bound %f eval %f\n", i, (int)tile.envelope[i], tile.envelope_bound[i], anatomy_.envelope[i].Eval(q[anatomy_.envelope[i].group]) * sdf_scale_);
-    for (size_t i = 0; i < anatomy_.soft.size(); ++i) fprintf(stderr, "soft %zu tissue %d state %d eval %f\n", i, (int)anatomy_.soft[i].tissue, (int)tile.soft[i], anatomy_.soft[i].shape.Eval(q[anatomy_.soft[i].shape.group]) * sdf_scale_);
-    fprintf(stderr, "offset %f subcut %f\n", envelope_offset_mm_, subcut_fat_mm_);
-  }
 
   double age() const { return age_; }
   bool female() const { return female_; }
@@ -173,7 +171,8 @@ class PhantomRenderer {
   V3 Displacement(V3 p) const;
   float PhysisCoordinateMm(int bone, V3 q) const;
   Sample BoneSample(int bone, V3 q, float d_full, V3 p) const;
-  Sample SoftSample(const std::array<V3, 3>& q, float d_env, float d_bone, V3 p,
+  // `d_bone`, `d_bone2`: distances to the nearest and second-nearest bone.
+  Sample SoftSample(const std::array<V3, 3>& q, float d_env, float d_bone, float d_bone2, V3 p,
                     const Tile& tile) const;
   std::array<V3, 3> ToReference(V3 p) const;
   float FatValue(V3 p) const;
@@ -184,6 +183,7 @@ class PhantomRenderer {
 
   // Subject.
   double age_ = 12;
+  float youth_ = 0.7f;  // 0 at 5 years, 1 from 15
   bool female_ = false;
   float scale_ = 1;
   float sdf_scale_ = 1;  // reference mm -> mm
@@ -241,14 +241,15 @@ PhantomRenderer::PhantomRenderer(const PhantomOptions& options, int subject,
                       static_cast<float>(rng.ClippedNormal(1.0, 0.035)),
                       static_cast<float>(rng.ClippedNormal(1.0, 0.035))};
   sdf_scale_ = scale_ * std::cbrt(axis_scale.x * axis_scale.y * axis_scale.z);
-  const float youth = Clamp01(static_cast<float>((age_ - 5.0) / 10.0));  // 0 at 5, 1 at 15+
+  youth_ = Clamp01(static_cast<float>((age_ - 5.0) / 10.0));  // 0 at 5, 1 at 15+
+  const float youth = youth_;
   const float closure_age =
       static_cast<float>(female_ ? rng.Uniform(13.5, 15.5) : rng.Uniform(15.0, 17.0));
   physis_closed_ = age_ > closure_age;
   physis_mm_ = physis_closed_ ? 0.5f
                               : static_cast<float>(Lerp(1.9f, 0.8f, Clamp01((age_ - 5) / 12)) *
                                                    rng.Uniform(0.85, 1.15));
-  cortex_shaft_mm_ = static_cast<float>((1.8 + 0.12 * (growth - 5.0)) * rng.Uniform(0.85, 1.15));
+  cortex_shaft_mm_ = static_cast<float>((2.2 + 0.15 * (growth - 5.0)) * rng.Uniform(0.85, 1.15));
   subcut_fat_mm_ = static_cast<float>(rng.Uniform(2.5, 10.0));
   skin_mm_ = static_cast<float>(rng.Uniform(1.0, 1.6));
   envelope_offset_mm_ = static_cast<float>(rng.ClippedNormal(0.0, 3.0));
@@ -301,8 +302,7 @@ PhantomRenderer::PhantomRenderer(const PhantomOptions& options, int subject,
   std::array<M3, 3> q{};
   q[1] = Rotation(anatomy_.twist_axis, twist) *
          Rotation(anatomy_.pose_axis, anatomy_.pose_sign * pose_deg_);
-  q[2] = Rotation(anatomy_.pose_axis,
-                  anatomy_.pose_sign * pose_deg_ * anatomy_.group2_pose_factor);
+  q[2] = Rotation(anatomy_.pose_axis, anatomy_.pose_sign * pose_deg_ * anatomy_.group2_pose_factor);
   // The field of view is centred on a point that scales with the child.
   const V3 fov{anatomy_.fov_center.x * scale_, anatomy_.fov_center.y * scale_,
                anatomy_.fov_center.z * scale_};
@@ -320,12 +320,12 @@ PhantomRenderer::PhantomRenderer(const PhantomOptions& options, int subject,
   muscle_fine_ = ValueNoise(rng.NextU64(), 2.5f);
   fat_septa_ = ValueNoise(rng.NextU64(), 7.0f);
   spacing_ = spacing > 0 ? spacing
-                        : std::round(100.0 * anatomy_.default_spacing_mm *
-                                     std::clamp(0.55 + 0.45 * scale_, 0.8, 1.15)) /
-                              100.0;
+                         : std::round(100.0 * anatomy_.default_spacing_mm *
+                                      std::clamp(0.55 + 0.45 * scale_, 0.8, 1.15)) /
+                               100.0;
   half_fov_ = static_cast<float>(0.5 * size * spacing_);
-  const float half_k = static_cast<float>(0.5 * slices * (options.slice_thickness_mm +
-                                                         options.slice_gap_mm));
+  const float half_k =
+      static_cast<float>(0.5 * slices * (options.slice_thickness_mm + options.slice_gap_mm));
   grid_origin_ = {-half_fov_ - 2 * grid_step_, -half_fov_ - 2 * grid_step_,
                   -half_k - 2 * grid_step_};
   grid_n_[0] = grid_n_[1] = static_cast<int>(2 * half_fov_ / grid_step_) + 5;
@@ -343,9 +343,9 @@ PhantomRenderer::PhantomRenderer(const PhantomOptions& options, int subject,
   const double fail_angle = acq.Uniform(0, 6.283185307179586);
   fs_fail_cx_ = static_cast<float>(std::cos(fail_angle));
   fs_fail_cy_ = static_cast<float>(std::sin(fail_angle));
-  fs_fail_strength_ =
-      contrast_.fat_suppressed && acq.Bernoulli(0.5) ? static_cast<float>(acq.Uniform(0.2, 0.7))
-                                                     : 0.0f;
+  fs_fail_strength_ = contrast_.fat_suppressed && acq.Bernoulli(0.5)
+                          ? static_cast<float>(acq.Uniform(0.2, 0.7))
+                          : 0.0f;
 }
 
 void PhantomRenderer::JitterShape(Shape* shape, Rng& rng, float center_sd, float radius_sd) {
@@ -379,7 +379,6 @@ void PhantomRenderer::JitterShape(Shape* shape, Rng& rng, float center_sd, float
         break;
     }
   }
-  shape->ComputeBounds();
 }
 
 void PhantomRenderer::BuildDeformation(Rng& rng) {
@@ -408,7 +407,8 @@ void PhantomRenderer::BuildDeformation(Rng& rng) {
         const V3 p = grid_origin_ + V3{i * grid_step_, j * grid_step_, k * grid_step_};
         float d[3] = {0, 0, 0};
         for (int c = 0; c < 3; ++c) {
-          for (const Wave& w : waves[c]) d[c] += w.amp * std::sin(phantom_internal::Dot(w.k, p) + w.phase);
+          for (const Wave& w : waves[c])
+            d[c] += w.amp * std::sin(phantom_internal::Dot(w.k, p) + w.phase);
         }
         grid_[idx++] = {d[0], d[1], d[2]};
       }
@@ -469,7 +469,8 @@ PhantomRenderer::Sample PhantomRenderer::BoneSample(int bone, V3 q, float d_full
     case CartilageMode::kZone: {
       const float dist = phantom_internal::Length(q - b.zone_center) * sdf_scale_;
       const float zone = b.zone_radius * sdf_scale_;
-      t = Lerp(cart, kPeriosteumMm, SmoothStep(zone, zone + 4.0f, dist));
+      const float bare = Lerp(b.bare_young_mm, kPeriosteumMm, youth_);
+      t = Lerp(cart, std::min(bare, cart), SmoothStep(zone, zone + 4.0f, dist));
       break;
     }
   }
@@ -496,7 +497,7 @@ PhantomRenderer::Sample PhantomRenderer::BoneSample(int bone, V3 q, float d_full
     return s;
   }
   const float cortex =
-      b.long_bone ? Lerp(0.7f, cortex_shaft_mm_, SmoothStep(8.0f, 45.0f, -sp)) : 0.7f;
+      b.long_bone ? Lerp(0.9f, cortex_shaft_mm_, SmoothStep(8.0f, 45.0f, -sp)) : 0.8f;
   if (d_ossified > -cortex) {
     s.tissue = Tissue::kCortex;
     s.value = value(Tissue::kCortex);
@@ -526,7 +527,8 @@ PhantomRenderer::Sample PhantomRenderer::BoneSample(int bone, V3 q, float d_full
 }
 
 PhantomRenderer::Sample PhantomRenderer::SoftSample(const std::array<V3, 3>& q, float d_env,
-                                                    float d_bone, V3 p, const Tile& tile) const {
+                                                    float d_bone, float d_bone2, V3 p,
+                                                    const Tile& tile) const {
   Sample s;
   auto set = [&](Tissue tissue) {
     s.tissue = tissue;
@@ -548,6 +550,10 @@ PhantomRenderer::Sample PhantomRenderer::SoftSample(const std::array<V3, 3>& q, 
       if (soft.effusion_scaled && d + (1.0f - effusion_) * 5.0f >= 0) continue;
     }
     set(soft.tissue);
+    // Fat pads are lobulated by thin fibrous septa too.
+    if (soft.tissue == Tissue::kFat && std::fabs(fat_septa_(p.x, p.y, p.z)) < 0.02f) {
+      s.value = Lerp(s.value, contrast_.value[static_cast<int>(Tissue::kFibrous)], 0.6f);
+    }
     return s;
   }
   if (subcutaneous) {
@@ -560,7 +566,8 @@ PhantomRenderer::Sample PhantomRenderer::SoftSample(const std::array<V3, 3>& q, 
     set(Tissue::kFat);
     return s;
   }
-  if (d_bone < fluid_layer_mm_ && tile.capsule != Reach::kFar &&
+  // Joint fluid lines the articular surfaces where two bones face each other.
+  if (d_bone < fluid_layer_mm_ && d_bone2 < fluid_layer_mm_ + 6.0f && tile.capsule != Reach::kFar &&
       (tile.capsule == Reach::kInside || anatomy_.capsule.Eval(q[anatomy_.capsule.group]) < 0)) {
     set(Tissue::kFluid);
     return s;
@@ -603,17 +610,12 @@ void PhantomRenderer::PrepareTile(V3 centre, float radius_mm, Tile* tile) const 
     }
     return Reach::kNear;
   };
-  if (std::getenv("PHANTOM_NO_TILE")) {
-    tile->air = false;
-    tile->envelope.fill(Reach::kNear); tile->bone.fill(Reach::kNear); tile->soft.fill(Reach::kNear);
-    tile->capsule = Reach::kNear;
-    return;
-  }
   bool all_far = true;
   for (size_t i = 0; i < anatomy_.envelope.size(); ++i) {
     // Beyond the skin everything is air; inside the (offset) envelope is muscle and deeper.
-    tile->envelope[i] = classify(anatomy_.envelope[i], subcut_fat_mm_ + skin_mm_ + envelope_offset_mm_,
-                                 std::min(envelope_offset_mm_, 0.0f), &tile->envelope_bound[i]);
+    tile->envelope[i] =
+        classify(anatomy_.envelope[i], subcut_fat_mm_ + skin_mm_ + envelope_offset_mm_,
+                 std::min(envelope_offset_mm_, 0.0f), &tile->envelope_bound[i]);
     if (tile->envelope[i] != Reach::kFar) all_far = false;
   }
   tile->air = all_far;
@@ -629,6 +631,14 @@ void PhantomRenderer::PrepareTile(V3 centre, float radius_mm, Tile* tile) const 
   tile->capsule = classify(anatomy_.capsule, 0.0f, 0.0f, nullptr);
 }
 
+void PhantomRenderer::PrepareExhaustiveTile(Tile* tile) const {
+  tile->air = false;
+  tile->envelope.fill(Reach::kNear);
+  tile->bone.fill(Reach::kNear);
+  tile->soft.fill(Reach::kNear);
+  tile->capsule = Reach::kNear;
+}
+
 PhantomRenderer::Sample PhantomRenderer::Evaluate(V3 p_img, const Tile& tile) const {
   if (tile.air) return {};
   const V3 p = p_img + Displacement(p_img);
@@ -637,8 +647,8 @@ PhantomRenderer::Sample PhantomRenderer::Evaluate(V3 p_img, const Tile& tile) co
   float d_env = std::numeric_limits<float>::max();
   for (size_t i = 0; i < anatomy_.envelope.size(); ++i) {
     const Shape& e = anatomy_.envelope[i];
-    const float d = tile.envelope[i] != Reach::kNear ? tile.envelope_bound[i]
-                                                     : e.Eval(q[e.group]) * sdf_scale_;
+    const float d =
+        tile.envelope[i] != Reach::kNear ? tile.envelope_bound[i] : e.Eval(q[e.group]) * sdf_scale_;
     d_env = std::min(d_env, d);
   }
   d_env -= envelope_offset_mm_;
@@ -650,11 +660,12 @@ PhantomRenderer::Sample PhantomRenderer::Evaluate(V3 p_img, const Tile& tile) co
   std::array<float, kMaxShapes> raw{};
   for (int b = 0; b < n; ++b) {
     const Shape& shape = anatomy_.bones[b].shape;
-    raw[b] = tile.bone[b] != Reach::kNear ? tile.bone_bound[b]
-                                          : shape.Eval(q[shape.group]) * sdf_scale_;
+    raw[b] =
+        tile.bone[b] != Reach::kNear ? tile.bone_bound[b] : shape.Eval(q[shape.group]) * sdf_scale_;
   }
   int best = -1;
   float d_best = std::numeric_limits<float>::max();
+  float d_second = std::numeric_limits<float>::max();
   for (int b = 0; b < n; ++b) {
     float d = raw[b];
     if (d < kBoneMarginMm) {
@@ -663,14 +674,17 @@ PhantomRenderer::Sample PhantomRenderer::Evaluate(V3 p_img, const Tile& tile) co
       }
     }
     if (d < d_best) {
+      d_second = d_best;
       d_best = d;
       best = b;
+    } else if (d < d_second) {
+      d_second = d;
     }
   }
   if (d_best < 0) {
     return BoneSample(best, q[anatomy_.bones[best].shape.group], d_best, p);
   }
-  return SoftSample(q, d_env, d_best, p, tile);
+  return SoftSample(q, d_env, d_best, d_second, p, tile);
 }
 
 // Majority vote over a slice's sub-samples; ties go to the sample nearest the slice centre.
@@ -723,13 +737,13 @@ absl::Status ValidatePhantomOptions(const PhantomOptions& o) {
         absl::StrCat("phantom option ", std::string(field), " ", std::string(what)));
   };
   if (o.in_plane_size != 0 && (o.in_plane_size < 16 || o.in_plane_size > 1024)) {
-    return bad("in_plane_size", absl::StrCat("must be 0 (default) or in [16, 1024], got ",
-                                             o.in_plane_size));
+    return bad("in_plane_size",
+               absl::StrCat("must be 0 (default) or in [16, 1024], got ", o.in_plane_size));
   }
   if (o.in_plane_spacing_mm != 0 &&
       !(o.in_plane_spacing_mm >= 0.05 && o.in_plane_spacing_mm <= 5.0)) {
-    return bad("in_plane_spacing_mm", absl::StrCat("must be 0 (default) or in [0.05, 5] mm, got ",
-                                                   o.in_plane_spacing_mm));
+    return bad("in_plane_spacing_mm",
+               absl::StrCat("must be 0 (default) or in [0.05, 5] mm, got ", o.in_plane_spacing_mm));
   }
   if (o.num_slices != 0 && (o.num_slices < 1 || o.num_slices > 512)) {
     return bad("num_slices",
@@ -759,16 +773,31 @@ absl::Status ValidatePhantomOptions(const PhantomOptions& o) {
   if (o.first_subject < 0) {
     return bad("first_subject", absl::StrCat("must be >= 0, got ", o.first_subject));
   }
+  if (o.labeled_subjects < -1) {
+    return bad("labeled_subjects",
+               absl::StrCat("must be -1 (all) or >= 0, got ", o.labeled_subjects));
+  }
   return absl::OkStatus();
 }
 
 absl::StatusOr<PhantomSubject> GeneratePhantom(const PhantomOptions& options, int subject) {
+  return phantom_internal::GeneratePhantomImpl(options, subject, /*use_tiles=*/true);
+}
+
+absl::StatusOr<PhantomSubject> phantom_internal::GeneratePhantomImpl(const PhantomOptions& options,
+                                                                     int subject, bool use_tiles) {
   if (absl::Status status = ValidatePhantomOptions(options); !status.ok()) return status;
   if (subject < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("phantom subject index must be >= 0, got ", subject));
   }
   const JointAnatomy reference = phantom_internal::ReferenceAnatomy(options.joint);
+  constexpr size_t kMax = PhantomRenderer::kMaxShapes;
+  if (reference.bones.size() > kMax || reference.soft.size() > kMax ||
+      reference.envelope.size() > kMax) {
+    return absl::InternalError(absl::StrCat("phantom anatomy of '", options.joint,
+                                            "' has more shapes than the renderer's limit ", kMax));
+  }
   const int64_t size = options.in_plane_size ? options.in_plane_size : reference.default_size;
   const double requested_spacing = options.in_plane_spacing_mm;
   const int64_t slices = options.num_slices ? options.num_slices : reference.default_slices;
@@ -803,19 +832,20 @@ absl::StatusOr<PhantomSubject> GeneratePhantom(const PhantomOptions& options, in
           const int64_t i1 = std::min(i0 + kTile, size);
           const float cj = 0.5f * static_cast<float>(j0 + j1 - 1);
           const float ci = 0.5f * static_cast<float>(i0 + i1 - 1);
-          const float radius = 0.5f * static_cast<float>(kTile) * static_cast<float>(spacing) *
-                               1.4143f;
-          renderer.PrepareTile({(ci - centre) * static_cast<float>(spacing),
-                                (cj - centre) * static_cast<float>(spacing), w},
-                               radius, &tile);
+          const float radius =
+              0.5f * static_cast<float>(kTile) * static_cast<float>(spacing) * 1.4143f;
+          if (use_tiles) {
+            renderer.PrepareTile({(ci - centre) * static_cast<float>(spacing),
+                                  (cj - centre) * static_cast<float>(spacing), w},
+                                 radius, &tile);
+          } else {
+            renderer.PrepareExhaustiveTile(&tile);
+          }
           for (int64_t j = j0; j < j1; ++j) {
             const float v = (static_cast<float>(j) - centre) * static_cast<float>(spacing);
             for (int64_t i = i0; i < i1; ++i) {
               const float u = (static_cast<float>(i) - centre) * static_cast<float>(spacing);
               const PhantomRenderer::Sample s = renderer.Evaluate({u, v, w}, tile);
-              if (std::getenv("PHANTOM_DBG") && k == 3 && j == 0 && i == 64) { fprintf(stderr, "m %d tissue %d\n", m, (int)s.tissue);
-                renderer.Debug({u, v, w}, tile);
-              }
               const size_t at = static_cast<size_t>(j * size + i);
               out[at] += s.value * inv_sub;
               sub_labels[m * plane + at] = s.label;
@@ -873,8 +903,8 @@ absl::StatusOr<PhantomSubject> GeneratePhantom(const PhantomOptions& options, in
       for (int64_t i = 0; i < size; ++i) {
         const double x = (static_cast<double>(i) - centre) * spacing / half_fov;
         const double poly = bias[0] * x + bias[1] * y + bias[2] * z + bias[3] * x * x +
-                            bias[4] * y * y + bias[5] * z * z + bias[6] * x * y +
-                            bias[7] * x * z + bias[8] * y * z;
+                            bias[4] * y * y + bias[5] * z * z + bias[6] * x * y + bias[7] * x * z +
+                            bias[8] * y * z;
         const size_t at = static_cast<size_t>(k) * plane + static_cast<size_t>(j * size + i);
         const double signal = image[at] * std::exp(poly) * gain;
         double n1 = 0, n2 = 0;

@@ -34,7 +34,8 @@ const std::vector<std::string>& PhantomJoints();   // ankle, knee, shoulder
 const std::vector<std::string>& PhantomDomains();  // t1, pd, t2fs, pdfs, t2
 
 // The bones of `joint` in label order: label value v is PhantomBoneNames(joint)[v - 1].
-//   ankle: tibia, talus, calcaneus; knee: femur, tibia, patella, fibula; shoulder: humerus, scapula.
+//   ankle: calcaneus, talus, tibia; knee: femur, tibia, patella, fibula; shoulder: humerus, scapula
+// (the order of common/model/joint_spec.cc's DefaultJoints).
 absl::StatusOr<std::vector<std::string>> PhantomBoneNames(std::string_view joint);
 
 // Tissue classes of the generator's ground truth (PhantomSubject::tissue), for tests and analysis.
@@ -57,11 +58,15 @@ struct PhantomOptions {
   std::string joint = "knee";  // one of PhantomJoints()
   std::string domain = "t1";   // one of PhantomDomains()
   uint64_t seed = 0;
-  // Index of the first subject written by WritePhantomDataset (subjects first..first+n-1).
+  // WritePhantomDataset: index of the first subject (subjects first..first+n-1), and how many of
+  // them get a label file (-1: all; the rest are unlabeled scans, listed without `label`).
   int first_subject = 0;
+  int labeled_subjects = -1;
 
-  // Acquisition geometry. 0 means the joint's default (knee/ankle sagittal, shoulder
-  // coronal-oblique; 160 x 160 pixels of 0.75 mm, 28 slices for the knee).
+  // Acquisition geometry. 0 means the joint's default: knee and ankle sagittal, shoulder
+  // coronal-oblique; 176 x 176 pixels of 0.8 mm scaled by the child's size (0.64-0.92 mm: the
+  // technologist fits the field of view to the patient); 28 (knee), 26 (ankle), 24 (shoulder)
+  // slices.
   int64_t in_plane_size = 0;        // pixels along i and j
   double in_plane_spacing_mm = 0;   // pixel size
   int64_t num_slices = 0;           // slices along k
@@ -97,11 +102,11 @@ struct PhantomSubject {
 
   // What was drawn for this subject.
   double age_years = 0;
-  std::string sex;            // "female" or "male"
-  double scale = 1;           // bone size relative to the reference child (~12.5 years)
-  double pose_deg = 0;        // knee flexion, ankle plantar(+)/dorsi(-)flexion, shoulder abduction
-  double noise_sigma = 0;     // Rician noise sigma, in image units
-  bool physis_closed = false; // growth plates fused (older teenagers)
+  std::string sex;             // "female" or "male"
+  double scale = 1;            // bone size relative to the reference child (~12.5 years)
+  double pose_deg = 0;         // knee flexion, ankle plantar(+)/dorsi(-)flexion, shoulder abduction
+  double noise_sigma = 0;      // Rician noise sigma, in image units
+  bool physis_closed = false;  // growth plates fused (older teenagers)
 };
 
 // The subject id used in manifests and metadata.

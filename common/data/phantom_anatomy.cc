@@ -90,37 +90,13 @@ float Primitive::EvalBound(V3 p) const {
   if (rotated) q = Transpose(rot) * q;
   const float k0 = Length(V3{q.x / r.x, q.y / r.y, q.z / r.z});
   // Scaling by 1/r shrinks distances by at most 1/min(r): |k0 - 1| * min(r) <= true distance.
-  return (k0 - 1.0f) * std::min(r.x, std::min(r.y, r.z));
-}
-
-void Primitive::Bounds(V3* lo, V3* hi) const {
-  switch (kind) {
-    case PrimKind::kEllipsoid: {
-      const float m = rotated ? std::max(r.x, std::max(r.y, r.z)) : 0;
-      const V3 e = rotated ? V3{m, m, m} : r;
-      *lo = a - e;
-      *hi = a + e;
-      return;
-    }
-    case PrimKind::kRoundCone: {
-      const float m = std::max(ra, rb) * std::max(r.x, std::max(r.y, r.z));
-      *lo = {std::min(a.x, b.x) - m, std::min(a.y, b.y) - m, std::min(a.z, b.z) - m};
-      *hi = {std::max(a.x, b.x) + m, std::max(a.y, b.y) + m, std::max(a.z, b.z) + m};
-      return;
-    }
-    case PrimKind::kTorus: {
-      const float m = ra + std::max(rb, b.x);
-      *lo = a - V3{m, m, m};
-      *hi = a + V3{m, m, m};
-      return;
-    }
-    case PrimKind::kHalfSpace: {
-      const float inf = 1e6f;
-      *lo = {-inf, -inf, -inf};
-      *hi = {inf, inf, inf};
-      return;
-    }
-  }
+  const float scaled = (k0 - 1.0f) * std::min(r.x, std::min(r.y, r.z));
+  if (k0 < 1.0f) return scaled;
+  // Outside, the distance to the bounding box is a tighter bound for thin ellipsoids; both are
+  // 1-Lipschitz and zero on the surface, so their maximum is too.
+  const V3 out{std::max(std::fabs(q.x) - r.x, 0.0f), std::max(std::fabs(q.y) - r.y, 0.0f),
+               std::max(std::fabs(q.z) - r.z, 0.0f)};
+  return std::max(scaled, Length(out));
 }
 
 Primitive Ellipsoid(V3 c, V3 r, float blend) {
@@ -189,19 +165,6 @@ Primitive Intersect(Primitive p) {
   return p;
 }
 
-void Shape::ComputeBounds() {
-  const float inf = std::numeric_limits<float>::max();
-  lo = {inf, inf, inf};
-  hi = {-inf, -inf, -inf};
-  for (const Primitive& p : prims) {
-    if (p.op != PrimOp::kUnion) continue;
-    V3 a, b;
-    p.Bounds(&a, &b);
-    lo = {std::min(lo.x, a.x), std::min(lo.y, a.y), std::min(lo.z, a.z)};
-    hi = {std::max(hi.x, b.x), std::max(hi.y, b.y), std::max(hi.z, b.z)};
-  }
-}
-
 float Shape::Eval(V3 p) const {
   float d = std::numeric_limits<float>::max();
   for (const Primitive& prim : prims) {
@@ -244,15 +207,6 @@ float Shape::MaxBlend() const {
   float m = 0;
   for (const Primitive& prim : prims) m = std::max(m, prim.blend);
   return m;
-}
-
-float Shape::EvalCulled(V3 p, float margin) const {
-  const float dx = std::max(std::max(lo.x - p.x, p.x - hi.x), 0.0f);
-  const float dy = std::max(std::max(lo.y - p.y, p.y - hi.y), 0.0f);
-  const float dz = std::max(std::max(lo.z - p.z, p.z - hi.z), 0.0f);
-  const float box = std::sqrt(dx * dx + dy * dy + dz * dz);
-  if (box > margin) return box;
-  return Eval(p);
 }
 
 namespace {
@@ -309,15 +263,16 @@ JointAnatomy Knee() {
   BoneSpec femur;
   femur.name = "femur";
   femur.label = 1;
-  femur.shape = MakeShape(0, {
-      FlatCone({0, -3, 42}, {0, -6, 170}, 13, 11.5f, {1, 0.9f, 1}),
-      Ellipsoid({0, 1, 33}, {30, 19, 19}, 10),            // distal metaphyseal flare
-      Ellipsoid({-17, 8, 21}, {13, 22, 20}, 7),           // medial condyle
-      Ellipsoid({17, 6, 22}, {13, 21, 20}, 7),            // lateral condyle
-      Ellipsoid({0, -6, 26}, {27, 14, 17}, 7),            // trochlea
-      Subtract(RoundCone({0, -26, 8}, {0, -24, 44}, 10, 10, 3)),  // trochlear groove
-      Subtract(Ellipsoid({0, 19, 6}, {8.5f, 17, 15}, 2)),         // intercondylar notch
-  });
+  femur.shape = MakeShape(
+      0, {
+             FlatCone({0, -3, 42}, {0, -6, 170}, 13, 11.5f, {1, 0.9f, 1}),
+             Ellipsoid({0, 1, 33}, {30, 19, 19}, 10),                    // distal metaphyseal flare
+             Ellipsoid({-17, 8, 21}, {13, 22, 20}, 7),                   // medial condyle
+             Ellipsoid({17, 6, 22}, {13, 21, 20}, 7),                    // lateral condyle
+             Ellipsoid({0, -6, 26}, {27, 14, 17}, 7),                    // trochlea
+             Subtract(RoundCone({0, -26, 8}, {0, -24, 44}, 10, 10, 3)),  // trochlear groove
+             Subtract(Ellipsoid({0, 19, 6}, {8.5f, 17, 15}, 2)),         // intercondylar notch
+         });
   femur.has_physis = true;
   femur.physis_point = {0, 0, 28};
   femur.physis_normal = {0, 0, -1};
@@ -330,14 +285,15 @@ JointAnatomy Knee() {
   BoneSpec tibia;
   tibia.name = "tibia";
   tibia.label = 2;
-  tibia.shape = MakeShape(1, {
-      Ellipsoid({0, 5, -6}, {36, 24, 16}),
-      Intersect(HalfSpace({0, 0, -1.5f}, {0, 0.12f, 1}, 3)),  // plateau, sloping posteriorly
-      Ellipsoid({0, 3, -3}, {5, 9, 4.5f}, 2),                 // tibial spines
-      FlatCone({0, 4, -18}, {0, 2, -58}, 26, 14, {1, 0.75f, 1}, 7),  // metaphysis
-      FlatCone({0, 2, -58}, {0, 3, -180}, 14, 12, {1, 0.85f, 1}, 4),  // shaft
-      Ellipsoid({0, -17, -36}, {10, 8, 14}, 6),            // tibial tuberosity
-  });
+  tibia.shape = MakeShape(
+      1, {
+             Ellipsoid({0, 5, -6}, {36, 24, 16}),
+             Intersect(HalfSpace({0, 0, -1.5f}, {0, 0.12f, 1}, 3)),  // plateau, sloping posteriorly
+             Ellipsoid({0, 3, -3}, {5, 9, 4.5f}, 2),                 // tibial spines
+             FlatCone({0, 4, -18}, {0, 2, -58}, 26, 14, {1, 0.75f, 1}, 7),   // metaphysis
+             FlatCone({0, 2, -58}, {0, 3, -180}, 14, 12, {1, 0.85f, 1}, 4),  // shaft
+             Ellipsoid({0, -17, -36}, {10, 8, 14}, 6),                       // tibial tuberosity
+         });
   tibia.has_physis = true;
   tibia.physis_point = {0, 0, -20};
   tibia.physis_normal = Normalized({0, 0.18f, 1});
@@ -352,10 +308,14 @@ JointAnatomy Knee() {
   patella.name = "patella";
   patella.label = 3;
   patella.shape = MakeShape(2, {
-      Ellipsoid({0, -31, 32}, {19, 9.5f, 18}),
-      Ellipsoid({0, -24, 32}, {6, 4, 12}, 4),  // median ridge
-  });
-  patella.cartilage = CartilageMode::kUniform;
+                                   Ellipsoid({0, -31, 32}, {19, 9.5f, 18}),
+                                   Ellipsoid({0, -24, 32}, {6, 4, 12}, 4),  // median ridge
+                               });
+  // Cartilage on the articular (posterior) surface; the anterior surface is under the tendon.
+  patella.cartilage = CartilageMode::kZone;
+  patella.zone_center = {0, -16, 32};
+  patella.zone_radius = 18;
+  patella.bare_young_mm = 3.0f;  // a young patella is a small nucleus inside its cartilage
   patella.cartilage_young_mm = 3.6f;
   patella.cartilage_old_mm = 1.8f;
   patella.marrow_fat_young = 0.55f;
@@ -366,10 +326,10 @@ JointAnatomy Knee() {
   fibula.name = "fibula";
   fibula.label = 4;
   fibula.shape = MakeShape(1, {
-      Ellipsoid({31, 20, -28}, {10, 10, 11}),
-      Ellipsoid({31, 23, -19}, {4, 4, 4}, 3),  // styloid
-      RoundCone({31, 20, -32}, {29, 17, -180}, 7, 6, 5),
-  });
+                                  Ellipsoid({31, 20, -28}, {10, 10, 11}),
+                                  Ellipsoid({31, 23, -19}, {4, 4, 4}, 3),  // styloid
+                                  RoundCone({31, 20, -32}, {29, 17, -180}, 7, 6, 5),
+                              });
   fibula.has_physis = true;
   fibula.physis_point = {31, 20, -31};
   fibula.physis_normal = {0, 0, 1};
@@ -391,9 +351,9 @@ JointAnatomy Knee() {
       // Tendons and ligaments.
       Soft(T::kFibrous, MakeShape(0, {EllipsoidRot({0, -36, 74}, {15, 3.5f, 26}, 0, -7)})),
       Soft(T::kFibrous, MakeShape(1, {EllipsoidRot({0, -32, -11}, {13, 3.2f, 27}, 0, 12)})),
-      Soft(T::kFibrous, MakeShape(0, {RoundCone({9, 17, 16}, {2, -3, -2}, 3.5f, 3.5f)})),   // ACL
-      Soft(T::kFibrous, MakeShape(0, {RoundCone({-8, 5, 17}, {-1, 25, -11}, 4.5f, 4)})),    // PCL
-      Soft(T::kFibrous, MakeShape(1, {Torus({-17, 6, -1.5f}, {0, 0, 1}, 15, 5, 3.2f)})),   // menisci
+      Soft(T::kFibrous, MakeShape(0, {RoundCone({9, 17, 16}, {2, -3, -2}, 3.5f, 3.5f)})),  // ACL
+      Soft(T::kFibrous, MakeShape(0, {RoundCone({-8, 5, 17}, {-1, 25, -11}, 4.5f, 4)})),   // PCL
+      Soft(T::kFibrous, MakeShape(1, {Torus({-17, 6, -1.5f}, {0, 0, 1}, 15, 5, 3.2f)})),  // menisci
       Soft(T::kFibrous, MakeShape(1, {Torus({17, 5, -1.5f}, {0, 0, 1}, 13, 5, 3.2f)})),
       // Popliteal vessels.
       Soft(T::kVessel, MakeShape(0, {RoundCone({-2, 40, 120}, {0, 35, -100}, 3, 3)})),
@@ -404,7 +364,7 @@ JointAnatomy Knee() {
       Soft(T::kFat, MakeShape(1, {Ellipsoid({0, -22, -4}, {22, 10, 12})})),
       Soft(T::kFat, MakeShape(0, {Ellipsoid({0, -28, 46}, {20, 4, 10})})),
       Soft(T::kFat, MakeShape(0, {Ellipsoid({0, -17, 56}, {22, 4, 14})})),
-      Soft(T::kFat, MakeShape(0, {Ellipsoid({0, 38, 8}, {18, 13, 40})})),
+      Soft(T::kFat, MakeShape(0, {Ellipsoid({0, 38, 8}, {14, 10, 34})})),
   };
   a.capsule = MakeShape(0, {Ellipsoid({0, 4, 12}, {44, 34, 36})});
   return a;
@@ -412,7 +372,8 @@ JointAnatomy Knee() {
 
 JointAnatomy Ankle() {
   JointAnatomy a;
-  a.label_names = {"tibia", "talus", "calcaneus"};
+  // Label order as in common/model/joint_spec.cc (DefaultJoints) and METHODS.md.
+  a.label_names = {"calcaneus", "talus", "tibia"};
   a.num_groups = 2;  // 0 leg (tibia, fibula), 1 foot
   a.pivot = {0, 2, -17.5f};
   a.pose_axis = 0;
@@ -429,13 +390,14 @@ JointAnatomy Ankle() {
 
   BoneSpec tibia;
   tibia.name = "tibia";
-  tibia.label = 1;
-  tibia.shape = MakeShape(0, {
-      RoundCone({0, 0, 42}, {0, 1, 180}, 12, 11),
-      Ellipsoid({0, 0, 15}, {21, 17, 20}, 8),               // metaphysis
-      Ellipsoid({0, 0, 5}, {21, 17, 7}, 4),                 // epiphysis
-      RoundCone({-17, 0, 8}, {-19, 1, -12}, 8, 6, 5),       // medial malleolus
-  });
+  tibia.label = 3;
+  tibia.shape =
+      MakeShape(0, {
+                       RoundCone({0, 0, 42}, {0, 1, 180}, 12, 11),
+                       Ellipsoid({0, 0, 15}, {21, 17, 20}, 8),          // metaphysis
+                       Ellipsoid({0, 0, 5}, {21, 17, 7}, 4),            // epiphysis
+                       RoundCone({-17, 0, 8}, {-19, 1, -12}, 8, 6, 5),  // medial malleolus
+                   });
   tibia.has_physis = true;
   tibia.physis_point = {0, 0, 11};
   tibia.physis_normal = {0, 0, -1};
@@ -448,13 +410,14 @@ JointAnatomy Ankle() {
   BoneSpec talus;
   talus.name = "talus";
   talus.label = 2;
-  talus.shape = MakeShape(1, {
-      Ellipsoid({0, 2, -17.5f}, {15, 20, 16.5f}),            // body and dome
-      Intersect(HalfSpace({0, 0, -29}, {0, 0, -1}, 4)),      // flat subtalar surface
-      RoundCone({-1, -12, -22}, {-3, -24, -25}, 10, 9, 5),   // neck
-      Ellipsoid({-4, -31, -26}, {13, 9, 11}, 4),             // head
-      Ellipsoid({3, 18, -27}, {8, 7, 5}, 4),                 // posterior process
-  });
+  talus.shape =
+      MakeShape(1, {
+                       Ellipsoid({0, 2, -17.5f}, {15, 20, 16.5f}),        // body and dome
+                       Intersect(HalfSpace({0, 0, -29}, {0, 0, -1}, 4)),  // flat subtalar surface
+                       RoundCone({-1, -12, -22}, {-3, -24, -25}, 10, 9, 5),  // neck
+                       Ellipsoid({-4, -31, -26}, {13, 9, 11}, 4),            // head
+                       Ellipsoid({3, 18, -27}, {8, 7, 5}, 4),                // posterior process
+                   });
   talus.cartilage = CartilageMode::kUniform;
   talus.cartilage_young_mm = 3.0f;
   talus.cartilage_old_mm = 1.4f;
@@ -463,12 +426,13 @@ JointAnatomy Ankle() {
 
   BoneSpec calcaneus;
   calcaneus.name = "calcaneus";
-  calcaneus.label = 3;
-  calcaneus.shape = MakeShape(1, {
-      EllipsoidRot({3, 10, -47}, {14, 35, 17}, 0, -15),      // body (anterior end higher)
-      Ellipsoid({3, 39, -56}, {14, 11, 16}, 6),              // tuberosity
-      Ellipsoid({-12, -3, -40}, {9, 11, 5}, 4),              // sustentaculum tali
-  });
+  calcaneus.label = 1;
+  calcaneus.shape = MakeShape(
+      1, {
+             EllipsoidRot({3, 10, -47}, {14, 35, 17}, 0, -15),  // body (anterior end higher)
+             Ellipsoid({3, 39, -56}, {14, 11, 16}, 6),          // tuberosity
+             Ellipsoid({-12, -3, -40}, {9, 11, 5}, 4),          // sustentaculum tali
+         });
   calcaneus.has_physis = true;  // apophyseal plate of the tuberosity
   calcaneus.physis_point = {3, 36, -56};
   calcaneus.physis_normal = Normalized({0, 1, 0.15f});
@@ -483,9 +447,9 @@ JointAnatomy Ankle() {
   BoneSpec fibula;
   fibula.name = "fibula";
   fibula.shape = MakeShape(0, {
-      RoundCone({24, 10, 160}, {23, 8, 10}, 6, 7),
-      Ellipsoid({22, 7, -4}, {7, 11, 16}, 5),  // lateral malleolus
-  });
+                                  RoundCone({24, 10, 160}, {23, 8, 10}, 6, 7),
+                                  Ellipsoid({22, 7, -4}, {7, 11, 16}, 5),  // lateral malleolus
+                              });
   fibula.has_physis = true;
   fibula.physis_point = {23, 8, 8};
   fibula.physis_normal = {0, 0, -1};
@@ -514,8 +478,8 @@ JointAnatomy Ankle() {
   a.bones[5].yields = {{2, 0.8f}};
 
   a.envelope = {
-      MakeShape(0, {RoundCone({0, 8, -5}, {0, 20, 200}, 30, 40)}),  // leg
-      MakeShape(1, {Ellipsoid({0, 26, -52}, {26, 24, 20}),            // heel
+      MakeShape(0, {RoundCone({0, 6, -26}, {0, 20, 200}, 30, 40)}),  // leg, down to the malleoli
+      MakeShape(1, {Ellipsoid({0, 26, -52}, {26, 24, 20}),           // heel
                     RoundCone({0, 10, -50}, {0, -140, -46}, 27, 18, 14)}),  // foot
   };
   a.soft = {
@@ -561,14 +525,16 @@ JointAnatomy Shoulder() {
   BoneSpec humerus;
   humerus.name = "humerus";
   humerus.label = 1;
-  humerus.shape = MakeShape(1, {
-      Ellipsoid({0, 0, 0}, {19, 19, 19.5f}),                      // head
-      Ellipsoid({14, -2, 2}, {9, 12, 12}, 5),                     // greater tuberosity
-      Ellipsoid({6, -14, -4}, {6, 6, 9}, 4),                      // lesser tuberosity
-      RoundCone({7, 0, -10}, {10, 0, -45}, 14.5f, 10, 8),         // neck and metaphysis
-      RoundCone({10, 0, -45}, {12, 0, -200}, 10, 9.5f, 4),        // shaft
-      Subtract(RoundCone({12, -17, 10}, {13, -14, -40}, 3.5f, 3.5f, 1.5f)),  // bicipital groove
-  });
+  humerus.shape = MakeShape(
+      1,
+      {
+          Ellipsoid({0, 0, 0}, {19, 19, 19.5f}),                // head
+          Ellipsoid({14, -2, 2}, {9, 12, 12}, 5),               // greater tuberosity
+          Ellipsoid({6, -14, -4}, {6, 6, 9}, 4),                // lesser tuberosity
+          RoundCone({7, 0, -10}, {10, 0, -45}, 14.5f, 10, 8),   // neck and metaphysis
+          RoundCone({10, 0, -45}, {12, 0, -200}, 10, 9.5f, 4),  // shaft
+          Subtract(RoundCone({12, -17, 10}, {13, -14, -40}, 3.5f, 3.5f, 1.5f)),  // bicipital groove
+      });
   humerus.has_physis = true;
   humerus.physis_point = {2, 0, -6};
   humerus.physis_normal = Normalized({-0.37f, 0, 0.93f});
@@ -581,16 +547,17 @@ JointAnatomy Shoulder() {
   BoneSpec scapula;
   scapula.name = "scapula";
   scapula.label = 2;
-  scapula.shape = MakeShape(0, {
-      Ellipsoid({-27.5f, 2, 0}, {7, 14, 20}),                     // glenoid
-      RoundCone({-31, 3, 0}, {-48, 7, -6}, 9, 6, 5),              // neck
-      Ellipsoid({-88, 13, -28}, {48, 3, 55}, 6),                  // body (blade)
-      RoundCone({-44, 9, -10}, {-78, 14, -90}, 5, 4, 5),          // lateral border
-      Ellipsoid({-72, 18, 16}, {34, 3, 14}, 5),                   // supraspinous fossa
-      RoundCone({-100, 30, 30}, {-38, 26, 30}, 5, 6, 4),          // spine
-      EllipsoidRot({-8, 12, 33}, {22, 16, 4.5f}, 2, 30, 5),       // acromion
-      RoundCone({-33, -8, 16}, {-25, -32, 12}, 6, 5, 4),          // coracoid
-  });
+  scapula.shape =
+      MakeShape(0, {
+                       Ellipsoid({-27.5f, 2, 0}, {7, 14, 20}),                // glenoid
+                       RoundCone({-31, 3, 0}, {-48, 7, -6}, 9, 6, 5),         // neck
+                       Ellipsoid({-88, 13, -28}, {48, 3, 55}, 6),             // body (blade)
+                       RoundCone({-44, 9, -10}, {-78, 14, -90}, 5, 4, 5),     // lateral border
+                       Ellipsoid({-72, 18, 16}, {34, 3, 14}, 5),              // supraspinous fossa
+                       RoundCone({-100, 30, 30}, {-38, 26, 30}, 5, 6, 4),     // spine
+                       EllipsoidRot({-8, 12, 33}, {22, 16, 4.5f}, 2, 30, 5),  // acromion
+                       RoundCone({-33, -8, 16}, {-25, -32, 12}, 6, 5, 4),     // coracoid
+                   });
   scapula.cartilage = CartilageMode::kZone;
   scapula.zone_center = {-22, 2, 0};
   scapula.zone_radius = 21;
@@ -603,9 +570,9 @@ JointAnatomy Shoulder() {
   BoneSpec clavicle;
   clavicle.name = "clavicle";
   clavicle.shape = MakeShape(0, {
-      RoundCone({-130, -20, 48}, {-30, 5, 41}, 8, 8),
-      Ellipsoid({-26, 6, 40}, {7, 10, 6}, 4),
-  });
+                                    RoundCone({-130, -20, 48}, {-30, 5, 41}, 8, 8),
+                                    Ellipsoid({-26, 6, 40}, {7, 10, 6}, 4),
+                                });
   clavicle.cartilage = CartilageMode::kZone;
   clavicle.zone_center = {-22, 6, 40};
   clavicle.zone_radius = 8;
@@ -614,10 +581,10 @@ JointAnatomy Shoulder() {
   a.bones = {humerus, scapula, clavicle};
 
   a.envelope = {
-      MakeShape(0, {Ellipsoid({-6, 4, 2}, {44, 46, 44}),                       // deltoid cap
-                    Ellipsoid({-112, 15, -40}, {100, 70, 120}, 20),            // trunk
-                    RoundCone({-60, 20, 40}, {-130, 20, 90}, 30, 35, 20)}),    // trapezius
-      MakeShape(1, {RoundCone({6, 0, -20}, {14, 0, -200}, 36, 32)}),           // arm
+      MakeShape(0, {Ellipsoid({-6, 4, 2}, {44, 46, 44}),                     // deltoid cap
+                    Ellipsoid({-112, 15, -40}, {100, 70, 120}, 20),          // trunk
+                    RoundCone({-60, 20, 40}, {-130, 20, 90}, 30, 35, 20)}),  // trapezius
+      MakeShape(1, {RoundCone({6, 0, -20}, {14, 0, -200}, 36, 32)}),         // arm
   };
   a.soft = {
       // Rotator cuff (supraspinatus tendon arching over the head), biceps tendon, labrum.
@@ -639,7 +606,7 @@ JointAnatomy Shoulder() {
                                   Subtract(Ellipsoid({0, 0, 0}, {25, 25, 25})),
                                   Intersect(HalfSpace({0, 0, -6}, {0, 0, -1})),
                                   Intersect(HalfSpace({-12, 0, 0}, {-1, 0, 0}))})),
-      Soft(T::kFat, MakeShape(0, {Ellipsoid({-40, 5, -52}, {17, 20, 18})})),
+      Soft(T::kFat, MakeShape(0, {Ellipsoid({-40, 5, -54}, {14, 18, 14})})),
       Soft(T::kFat, MakeShape(0, {Ellipsoid({-60, 18, 38}, {30, 14, 5})})),
   };
   a.capsule = MakeShape(0, {Ellipsoid({-10, 0, -2}, {30, 28, 30})});
@@ -649,12 +616,7 @@ JointAnatomy Shoulder() {
 }  // namespace
 
 JointAnatomy ReferenceAnatomy(std::string_view joint) {
-  JointAnatomy a = joint == "ankle" ? Ankle() : joint == "shoulder" ? Shoulder() : Knee();
-  for (BoneSpec& b : a.bones) b.shape.ComputeBounds();
-  for (Shape& s : a.envelope) s.ComputeBounds();
-  for (SoftSpec& s : a.soft) s.shape.ComputeBounds();
-  a.capsule.ComputeBounds();
-  return a;
+  return joint == "ankle" ? Ankle() : joint == "shoulder" ? Shoulder() : Knee();
 }
 
 }  // namespace fedjoint::common::data::phantom_internal

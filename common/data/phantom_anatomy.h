@@ -7,8 +7,10 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "common/data/phantom.h"
 
 namespace fedjoint::common::data::phantom_internal {
@@ -73,8 +75,6 @@ struct Primitive {
   // distance (Eval's ellipsoid formula is accurate near the surface but can overestimate far
   // from it). Used to decide safely which shapes can matter for a whole tile.
   float EvalBound(V3 p) const;
-  // Axis-aligned bounds of the union primitives (others cannot enlarge a shape).
-  void Bounds(V3* lo, V3* hi) const;
 };
 
 Primitive Ellipsoid(V3 c, V3 r, float blend = 0);
@@ -94,15 +94,11 @@ Primitive Intersect(Primitive p);
 struct Shape {
   std::vector<Primitive> prims;
   int group = 0;
-  V3 lo, hi;  // bounds, from ComputeBounds()
 
-  void ComputeBounds();
   float Eval(V3 p) const;
   float EvalBound(V3 p) const;
   // The largest blend radius: blending can move the surface by up to a quarter of it.
   float MaxBlend() const;
-  // Exact-ish inside `margin` of the bounding box, a lower bound (the box distance) beyond it.
-  float EvalCulled(V3 p, float margin) const;
 };
 
 enum class CartilageMode : uint8_t {
@@ -125,6 +121,8 @@ struct BoneSpec {
   float cartilage_old_mm = 1.5;    // ... and from age 15
   V3 zone_center;
   float zone_radius = 0;
+  // kZone: cartilage outside the zone at age 5 (thinning to a periosteum-thin layer by 15).
+  float bare_young_mm = 0.25f;
   float marrow_fat_young = 0.5;  // fatty fraction of (non-metaphyseal) marrow at age 5 ...
   float marrow_fat_old = 0.8;    // ... and at 17
   // Bones this one gives way to at a joint: inside it only where at least `gap` mm outside them.
@@ -173,5 +171,10 @@ struct JointAnatomy {
 
 // The reference (12-13 year old, un-jittered) anatomy of a joint: "ankle", "knee" or "shoulder".
 JointAnatomy ReferenceAnatomy(std::string_view joint);
+
+// GeneratePhantom, optionally without the per-tile culling of shapes: tests check that culling
+// changes no voxel.
+absl::StatusOr<PhantomSubject> GeneratePhantomImpl(const PhantomOptions& options, int subject,
+                                                   bool use_tiles);
 
 }  // namespace fedjoint::common::data::phantom_internal

@@ -1,7 +1,7 @@
 // Deterministic randomness for the phantom generator. std::mt19937_64's output sequence is fixed by
-// the C++ standard, but std::uniform_real_distribution / std::normal_distribution are not (libstdc++
-// and libc++ differ), so the distributions here are written out: the same seed gives bit-identical
-// phantoms with any standard library.
+// the C++ standard, but std::uniform_real_distribution / std::normal_distribution are not
+// (libstdc++ and libc++ differ), so the distributions here are written out: the same seed gives
+// bit-identical phantoms with any standard library.
 #pragma once
 
 #include <cstdint>
@@ -39,8 +39,8 @@ class Rng {
 };
 
 // Smooth 3D value noise in [-1, 1] with features of about `cell_mm`: random values on an integer
-// lattice (hashed from the seed, so no tables), blended with a C1 smoothstep. Cheap enough to sample
-// at every fine grid point for textures (marrow trabeculae, intermuscular fat septa).
+// lattice (hashed from the seed, so no tables), blended with a C1 smoothstep. Cheap enough to
+// sample at every fine grid point for textures (marrow trabeculae, intermuscular fat septa).
 class ValueNoise {
  public:
   ValueNoise() = default;

@@ -3,9 +3,9 @@
 #include <chrono>
 #include <mutex>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
+#include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 
@@ -45,8 +45,8 @@ State& GlobalState() {
   static State* state = [] {
     auto* s = new State;
     s->sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
-    s->sink->set_formatter(std::make_unique<spdlog::pattern_formatter>(
-        "%Y-%m-%d %H:%M:%S.%e %^%-5l%$ [%n] %v"));
+    s->sink->set_formatter(
+        std::make_unique<spdlog::pattern_formatter>("%Y-%m-%d %H:%M:%S.%e %^%-5l%$ [%n] %v"));
     return s;
   }();
   return *state;
@@ -55,7 +55,7 @@ State& GlobalState() {
 }  // namespace
 
 absl::Status ParseLevel(std::string_view text, spdlog::level::level_enum* level) {
-  static constexpr std::string_view kNames[] = {"trace", "debug", "info", "warn",
+  static constexpr std::string_view kNames[] = {"trace", "debug",    "info", "warn",
                                                 "error", "critical", "off"};
   for (int i = 0; i < 7; ++i) {
     if (text == kNames[i]) {
@@ -63,13 +63,16 @@ absl::Status ParseLevel(std::string_view text, spdlog::level::level_enum* level)
       return absl::OkStatus();
     }
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown log level '", std::string(text), "' (expected trace, debug, info, warn, error, critical or off)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown log level '", std::string(text),
+                   "' (expected trace, debug, info, warn, error, critical or off)"));
 }
 
 absl::Status ParseFormat(std::string_view text, Format* format) {
-  if (text == "human") *format = Format::kHuman;
-  else if (text == "json") *format = Format::kJson;
+  if (text == "human")
+    *format = Format::kHuman;
+  else if (text == "json")
+    *format = Format::kJson;
   else
     return absl::InvalidArgumentError(
         absl::StrCat("unknown log format '", std::string(text), "' (expected human or json)"));
@@ -85,12 +88,11 @@ absl::Status Setup(const Options& options) {
   if (options.format == Format::kJson) {
     state.sink->set_formatter(std::make_unique<JsonFormatter>());
   } else {
-    state.sink->set_formatter(std::make_unique<spdlog::pattern_formatter>(
-        "%Y-%m-%d %H:%M:%S.%e %^%-5l%$ [%n] %v"));
+    state.sink->set_formatter(
+        std::make_unique<spdlog::pattern_formatter>("%Y-%m-%d %H:%M:%S.%e %^%-5l%$ [%n] %v"));
   }
-  spdlog::apply_all([level](const std::shared_ptr<spdlog::logger>& logger) {
-    logger->set_level(level);
-  });
+  spdlog::apply_all(
+      [level](const std::shared_ptr<spdlog::logger>& logger) { logger->set_level(level); });
   return absl::OkStatus();
 }
 

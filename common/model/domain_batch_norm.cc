@@ -87,13 +87,14 @@ at::Tensor DomainBatchNorm2dImpl::forward_grouped(const at::Tensor& x,
   TORCH_CHECK(total == x.size(0), "group sizes sum to ", total, " but the batch has ", x.size(0),
               " samples");
   if (present <= 1) return norms_[only]->forward(x);
+  // split_with_sizes rather than one narrow per group: its backward is a single cat, whereas
+  // each narrow's backward allocates a zero tensor of the whole batch (~15% of a training step).
+  std::vector<at::Tensor> groups =
+      x.split_with_sizes(c10::IntArrayRef(group_sizes.data(), group_sizes.size()));
   std::vector<at::Tensor> parts;
   parts.reserve(present);
-  int64_t start = 0;
   for (int64_t d = 0; d < num_domains(); ++d) {
-    if (group_sizes[d] == 0) continue;
-    parts.push_back(norms_[d]->forward(x.narrow(0, start, group_sizes[d])));
-    start += group_sizes[d];
+    if (group_sizes[d] > 0) parts.push_back(norms_[d]->forward(groups[d]));
   }
   return torch::cat(parts, 0);
 }

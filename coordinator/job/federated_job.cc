@@ -64,6 +64,7 @@ std::vector<std::string> SiteJoints(const Orchestrator& o, const std::string& si
 JobOptions JobOptionsFromConfig(const fedjoint::v1::CoordinatorConfig& config) {
   JobOptions o;
   const auto& job = config.job();
+  o.job_id = job.id();
   o.orchestrator.min_sites = job.min_sites();
   o.orchestrator.min_updates = job.min_updates();
   o.orchestrator.round_deadline_s = job.round_deadline_s();
@@ -86,8 +87,8 @@ UploadSink::~UploadSink() {
 absl::Status UploadSink::Append(int64_t offset, std::string_view bytes) {
   const std::string who = absl::StrCat("update from site '", site_, "'");
   if (offset != received_) {
-    return absl::InvalidArgumentError(absl::StrCat(who, ": chunk at offset ", offset,
-                                                   ", expected offset ", received_));
+    return absl::InvalidArgumentError(
+        absl::StrCat(who, ": chunk at offset ", offset, ", expected offset ", received_));
   }
   if (received_ + int64_t(bytes.size()) > limit_) {
     return absl::ResourceExhaustedError(absl::StrCat(
@@ -208,8 +209,8 @@ absl::StatusOr<PublishedModel> FederatedJob::PublishInitialModel(const PhaseConf
       return common::base::Annotate(scope.status(), absl::StrCat("phase '", phase.name(), "'"));
     }
     if (scope->scope == agg::Scope::kSite) continue;  // never stored, never sent
-    refs.push_back({t.name, tensors::DType::kF32, t.shape,
-                    std::as_bytes(std::span<const float>(t.values))});
+    refs.push_back(
+        {t.name, tensors::DType::kF32, t.shape, std::as_bytes(std::span<const float>(t.values))});
   }
   std::error_code ec;
   fs::create_directories(path.parent_path(), ec);
@@ -245,8 +246,8 @@ int64_t FederatedJob::FirstRoundOf(const std::string& phase) const {
 
 absl::StatusOr<PublishedModel> FederatedJob::StartModelOf(int64_t round) {
   const std::string phase = orchestrator_.PhaseOf(round);
-  std::string digest = round == FirstRoundOf(phase) ? phase_initial_.at(phase)
-                                                     : round_model_.at(round - 1);
+  std::string digest =
+      round == FirstRoundOf(phase) ? phase_initial_.at(phase) : round_model_.at(round - 1);
   return models_.at(digest);
 }
 
@@ -259,13 +260,27 @@ absl::StatusOr<PublishedModel> FederatedJob::FindModel(const std::string& digest
   return it->second;
 }
 
+absl::StatusOr<fedjoint::v1::PhaseModel> FederatedJob::LatestModel() const {
+  std::lock_guard lock(mutex_);
+  if (round_model_.empty()) return absl::NotFoundError("no round has finished yet");
+  const auto& [round, digest] = *round_model_.rbegin();
+  const PublishedModel& m = models_.at(digest);
+  fedjoint::v1::PhaseModel out;
+  out.set_phase(orchestrator_.PhaseOf(round));
+  out.set_round(round);
+  out.set_digest(m.digest);
+  out.set_bytes(m.size);
+  out.set_signature(m.signature);
+  return out;
+}
+
 absl::StatusOr<fedjoint::v1::JoinResponse> FederatedJob::Join(
     const std::string& site, const fedjoint::v1::JoinRequest& request, double now_s) {
   std::lock_guard lock(mutex_);
   if (request.version() != fedjoint::v1::PROTOCOL_VERSION_1) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "site '", site, "' speaks protocol version ", int(request.version()),
-        "; this coordinator speaks version 1"));
+    return absl::FailedPreconditionError(absl::StrCat("site '", site, "' speaks protocol version ",
+                                                      int(request.version()),
+                                                      "; this coordinator speaks version 1"));
   }
   std::map<std::string, int64_t> samples;
   for (const auto& d : request.domains()) {
@@ -377,9 +392,8 @@ absl::Status FederatedJob::PrepareRoundLocked() {
   aggregator_ = std::make_unique<agg::ScopedFedAvg>(std::move(shared), options_.update_limits);
   prototypes_.Reset();
   prepared_token_ = orchestrator_.round_token();
-  round_opened_s_ = std::chrono::duration<double>(
-                        std::chrono::system_clock::now().time_since_epoch())
-                        .count();
+  round_opened_s_ =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   round_record_ = {{"round", round},
                    {"phase", phase.name()},
                    {"attempt", orchestrator_.attempt()},
@@ -448,9 +462,9 @@ absl::StatusOr<std::string> FederatedJob::FinishUpload(std::unique_ptr<UploadSin
                                                " bytes, the header declared ",
                                                sink->header_.total_bytes()));
   } else if (HexOf(md, md_len) != sha256_hex) {
-    failure = absl::DataLossError(absl::StrCat(
-        who, ": transfer digest mismatch (stream ", HexOf(md, md_len), ", trailer ",
-        sha256_hex.empty() ? std::string("missing") : sha256_hex, ")"));
+    failure = absl::DataLossError(
+        absl::StrCat(who, ": transfer digest mismatch (stream ", HexOf(md, md_len), ", trailer ",
+                     sha256_hex.empty() ? std::string("missing") : sha256_hex, ")"));
   }
   std::optional<tensors::SafetensorsFile> file;
   if (failure.ok()) {
@@ -464,8 +478,8 @@ absl::StatusOr<std::string> FederatedJob::FinishUpload(std::unique_ptr<UploadSin
 
   std::lock_guard lock(mutex_);
   sink->finished_ = true;
-  if (failure.ok() && (sink->token_ != orchestrator_.round_token() ||
-                       orchestrator_.state() != RoundState::kOpen)) {
+  if (failure.ok() &&
+      (sink->token_ != orchestrator_.round_token() || orchestrator_.state() != RoundState::kOpen)) {
     failure = absl::FailedPreconditionError(
         absl::StrCat(who, " for round ", sink->header_.round(), " refused: the round closed"));
   }
@@ -473,9 +487,9 @@ absl::StatusOr<std::string> FederatedJob::FinishUpload(std::unique_ptr<UploadSin
   if (failure.ok()) {
     for (const tensors::TensorInfo& info : file->tensors()) {
       if (info.dtype != tensors::DType::kF32) {
-        failure = absl::InvalidArgumentError(absl::StrCat(
-            who, ": tensor '", info.name, "' has dtype ", std::string(tensors::DTypeName(info.dtype)),
-            ", expected F32"));
+        failure = absl::InvalidArgumentError(
+            absl::StrCat(who, ": tensor '", info.name, "' has dtype ",
+                         std::string(tensors::DTypeName(info.dtype)), ", expected F32"));
         break;
       }
       auto values = file->DataAs<float>(info.name);
@@ -493,7 +507,8 @@ absl::StatusOr<std::string> FederatedJob::FinishUpload(std::unique_ptr<UploadSin
   }
   // Everything is checked before anything is added, so a refused update leaves no trace.
   if (failure.ok()) failure = prototypes_.Check(site, joints, protos);
-  if (failure.ok()) failure = aggregator_->Add(site, joints, views, double(sink->header_.num_samples()));
+  if (failure.ok())
+    failure = aggregator_->Add(site, joints, views, double(sink->header_.num_samples()));
   if (failure.ok()) failure = prototypes_.Add(site, joints, protos);
   orchestrator_.EndUpdate(site, sink->token_, failure.ok(), now_s);
   if (!failure.ok()) {
@@ -504,9 +519,8 @@ absl::StatusOr<std::string> FederatedJob::FinishUpload(std::unique_ptr<UploadSin
                                     {"digest", file->digest()},
                                     {"bytes", sink->received_},
                                     {"received_unix_s", now_s}};
-  Log()->info("round {}: accepted update from '{}' ({} samples, {:.1f} MB)",
-              sink->header_.round(), site, sink->header_.num_samples(),
-              double(sink->received_) / 1e6);
+  Log()->info("round {}: accepted update from '{}' ({} samples, {:.1f} MB)", sink->header_.round(),
+              site, sink->header_.num_samples(), double(sink->received_) / 1e6);
   return file->digest();
 }
 
@@ -517,7 +531,8 @@ absl::StatusOr<fedjoint::v1::HeartbeatResponse> FederatedJob::Heartbeat(
   if (auto it = state_.sites.find(site); it != state_.sites.end()) {
     it->second.last_contact_unix_s = now_s;
   }
-  if (orchestrator_.state() == RoundState::kOpen && request.round() == orchestrator_.current_round()) {
+  if (orchestrator_.state() == RoundState::kOpen &&
+      request.round() == orchestrator_.current_round()) {
     round_record_["progress"][site] = request.progress();
   }
   fedjoint::v1::HeartbeatResponse response;
@@ -536,7 +551,8 @@ absl::Status FederatedJob::ReportMetrics(const std::string& site,
     }
     values[k] = std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr);
   }
-  if (orchestrator_.state() == RoundState::kOpen && report.round() == orchestrator_.current_round()) {
+  if (orchestrator_.state() == RoundState::kOpen &&
+      report.round() == orchestrator_.current_round()) {
     round_record_["metrics"][site] = values;
   }
   return absl::OkStatus();

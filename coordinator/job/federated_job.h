@@ -105,6 +105,8 @@ class FederatedJob {
   // The task for `site` now (kind WAIT when there is none yet).
   absl::StatusOr<fedjoint::v1::Task> TaskFor(const std::string& site, double now_s);
   absl::StatusOr<PublishedModel> FindModel(const std::string& digest) const;
+  // The latest finished round's global model (NotFound before the first round finishes).
+  absl::StatusOr<fedjoint::v1::PhaseModel> LatestModel() const;
 
   absl::StatusOr<std::unique_ptr<UploadSink>> BeginUpload(const std::string& site,
                                                           const fedjoint::v1::UploadHeader& header,
@@ -115,8 +117,8 @@ class FederatedJob {
                                            const std::string& sha256_hex, double now_s);
 
   absl::StatusOr<fedjoint::v1::HeartbeatResponse> Heartbeat(const std::string& site,
-                                                           const fedjoint::v1::HeartbeatRequest&,
-                                                           double now_s);
+                                                            const fedjoint::v1::HeartbeatRequest&,
+                                                            double now_s);
   absl::Status ReportMetrics(const std::string& site, const fedjoint::v1::MetricsReport& report,
                              double now_s);
 
@@ -150,9 +152,9 @@ class FederatedJob {
   InitialModelFn initial_model_;
   Orchestrator orchestrator_;
   JobState state_;
-  std::map<std::string, PublishedModel> models_;          // by digest
-  std::map<std::string, std::string> phase_initial_;      // phase -> digest
-  std::map<int64_t, std::string> round_model_;            // finished round -> digest
+  std::map<std::string, PublishedModel> models_;      // by digest
+  std::map<std::string, std::string> phase_initial_;  // phase -> digest
+  std::map<int64_t, std::string> round_model_;        // finished round -> digest
 
   // The open round.
   int64_t prepared_token_ = -1;

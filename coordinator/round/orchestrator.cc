@@ -93,8 +93,8 @@ std::optional<FinalizeRequest> Orchestrator::CloseRound(double now_s) {
   selected_.clear();
   uploading_.clear();
   accepted_.clear();
-  state_ = attempt_ > options_.max_round_retries ? RoundState::kFailed
-                                                 : RoundState::kWaitingForSites;
+  state_ =
+      attempt_ > options_.max_round_retries ? RoundState::kFailed : RoundState::kWaitingForSites;
   if (state_ == RoundState::kWaitingForSites) {
     // Re-open immediately when enough sites are still alive.
     if (static_cast<int>(AliveSites(now_s).size()) >= options_.min_sites) OpenRound(now_s);
@@ -108,9 +108,8 @@ std::optional<FinalizeRequest> Orchestrator::Poll(double now_s) {
       if (static_cast<int>(AliveSites(now_s).size()) >= options_.min_sites) OpenRound(now_s);
       return std::nullopt;
     case RoundState::kOpen: {
-      bool all_answered = std::all_of(selected_.begin(), selected_.end(), [&](const auto& s) {
-        return accepted_.count(s) > 0;
-      });
+      bool all_answered = std::all_of(selected_.begin(), selected_.end(),
+                                      [&](const auto& s) { return accepted_.count(s) > 0; });
       if (all_answered || now_s >= deadline_s_) return CloseRound(now_s);
       return std::nullopt;
     }
@@ -137,8 +136,8 @@ TaskDecision Orchestrator::TaskFor(const std::string& site, double now_s) {
   return d;
 }
 
-absl::StatusOr<int64_t> Orchestrator::BeginUpdate(const std::string& site, int64_t round, int64_t num_samples,
-                                       double now_s) {
+absl::StatusOr<int64_t> Orchestrator::BeginUpdate(const std::string& site, int64_t round,
+                                                  int64_t num_samples, double now_s) {
   Touch(site, now_s);
   if (state_ != RoundState::kOpen || round != round_) {
     std::string why;
@@ -163,9 +162,9 @@ absl::StatusOr<int64_t> Orchestrator::BeginUpdate(const std::string& site, int64
   }
   const int64_t declared = SamplesOf(site);
   if (num_samples <= 0 || num_samples > declared) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "update from site '", site, "' for round ", round, " refused: sample count ", num_samples,
-        " outside 1..", declared, " (declared when it joined)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("update from site '", site, "' for round ", round, " refused: sample count ",
+                     num_samples, " outside 1..", declared, " (declared when it joined)"));
   }
   uploading_.insert(site);
   return token_;

@@ -26,8 +26,7 @@ grpc::Status ToGrpc(const absl::Status& status) {
 }
 
 double NowSeconds() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 FederationService::FederationService(FederatedJob* job,
@@ -84,6 +83,16 @@ grpc::ServerUnaryReactor* FederationService::ReportMetrics(
   auto site = Authenticate(context, request->site());
   if (!site.ok()) return FinishNow(context, site.status());
   return FinishNow(context, job_->ReportMetrics(*site, *request, NowSeconds()));
+}
+
+grpc::ServerUnaryReactor* FederationService::LatestModel(
+    grpc::CallbackServerContext* context, const fedjoint::v1::LatestModelRequest* request,
+    fedjoint::v1::PhaseModel* response) {
+  auto site = Authenticate(context, request->site());
+  if (!site.ok()) return FinishNow(context, site.status());
+  auto latest = job_->LatestModel();
+  if (latest.ok()) *response = std::move(*latest);
+  return FinishNow(context, latest.status());
 }
 
 // ------------------------------------------------------------------------------ GetTask long poll
@@ -236,7 +245,8 @@ grpc::ServerWriteReactor<fedjoint::v1::Chunk>* FederationService::DownloadModel(
 
 // --------------------------------------------------------------------------------- UploadUpdate
 
-class FederationService::Upload final : public grpc::ServerReadReactor<fedjoint::v1::UploadMessage> {
+class FederationService::Upload final
+    : public grpc::ServerReadReactor<fedjoint::v1::UploadMessage> {
  public:
   Upload(FederationService* service, grpc::CallbackServerContext* context,
          fedjoint::v1::UploadResponse* response)
@@ -252,8 +262,8 @@ class FederationService::Upload final : public grpc::ServerReadReactor<fedjoint:
 
   void OnReadDone(bool ok) override {
     if (!ok) {
-      return Fail(absl::InvalidArgumentError(absl::StrCat(
-          "update from site '", site_, "': stream ended before the trailer")));
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat("update from site '", site_, "': stream ended before the trailer")));
     }
     absl::Status status;
     switch (message_.part_case()) {
@@ -283,9 +293,9 @@ class FederationService::Upload final : public grpc::ServerReadReactor<fedjoint:
   absl::Status OnHeader(const fedjoint::v1::UploadHeader& header) {
     if (sink_) return absl::InvalidArgumentError("second upload header");
     if (header.site() != site_) {
-      return absl::PermissionDeniedError(absl::StrCat(
-          "the client certificate identifies site '", site_, "', but the update claims site '",
-          header.site(), "'"));
+      return absl::PermissionDeniedError(absl::StrCat("the client certificate identifies site '",
+                                                      site_, "', but the update claims site '",
+                                                      header.site(), "'"));
     }
     auto sink = service_->job_->BeginUpload(site_, header, NowSeconds());
     if (!sink.ok()) return sink.status();

@@ -30,7 +30,8 @@ struct ServiceOptions {
 
 class FederationService final : public fedjoint::v1::Federation::CallbackService {
  public:
-  FederationService(FederatedJob* job, std::shared_ptr<common::security::RevocationList> revocations,
+  FederationService(FederatedJob* job,
+                    std::shared_ptr<common::security::RevocationList> revocations,
                     ServiceOptions options);
   ~FederationService() override;
 
@@ -47,6 +48,9 @@ class FederationService final : public fedjoint::v1::Federation::CallbackService
   grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* context,
                                       const fedjoint::v1::HeartbeatRequest* request,
                                       fedjoint::v1::HeartbeatResponse* response) override;
+  grpc::ServerUnaryReactor* LatestModel(grpc::CallbackServerContext* context,
+                                        const fedjoint::v1::LatestModelRequest* request,
+                                        fedjoint::v1::PhaseModel* response) override;
   grpc::ServerUnaryReactor* ReportMetrics(grpc::CallbackServerContext* context,
                                           const fedjoint::v1::MetricsReport* request,
                                           fedjoint::v1::MetricsResponse* response) override;

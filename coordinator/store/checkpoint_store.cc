@@ -94,10 +94,9 @@ absl::StatusOr<std::optional<JobState>> CheckpointStore::LoadState() const {
   auto state = JobStateFromJson(json, path.string());
   if (!state.ok()) return state.status();
   if (state->finished_rounds > 0 && !fs::exists(ModelPath(state->finished_rounds))) {
-    return absl::DataLossError(absl::StrCat(path.string(), ": says round ",
-                                            state->finished_rounds, " is finished but ",
-                                            ModelPath(state->finished_rounds).string(),
-                                            " is missing"));
+    return absl::DataLossError(
+        absl::StrCat(path.string(), ": says round ", state->finished_rounds, " is finished but ",
+                     ModelPath(state->finished_rounds).string(), " is missing"));
   }
   return std::optional<JobState>(std::move(*state));
 }
@@ -183,7 +182,8 @@ absl::Status CheckpointStore::RepairLog() {
   auto log = ReadRoundLog();
   if (!log.ok()) return log.status();
   int64_t last_logged = 0;
-  for (const auto& line : *log) last_logged = std::max(last_logged, line.value("round", int64_t{0}));
+  for (const auto& line : *log)
+    last_logged = std::max(last_logged, line.value("round", int64_t{0}));
   // Rewrite the log without a torn tail so the next append starts on a fresh line.
   const fs::path path = dir_ / kLogFile;
   std::string clean;

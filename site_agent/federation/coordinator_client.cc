@@ -187,9 +187,9 @@ absl::Status CoordinatorClient::DownloadModel(const std::string& session_id, int
       }
     }
     if (chunk.offset() != received || received + int64_t(chunk.data().size()) > total) {
-      failure = absl::DataLossError(absl::StrCat(what, ": chunk at offset ", chunk.offset(),
-                                                 " (", chunk.data().size(), " bytes) after ",
-                                                 received, " of ", total, " bytes"));
+      failure = absl::DataLossError(absl::StrCat(what, ": chunk at offset ", chunk.offset(), " (",
+                                                 chunk.data().size(), " bytes) after ", received,
+                                                 " of ", total, " bytes"));
       context.TryCancel();
       break;
     }
@@ -204,8 +204,8 @@ absl::Status CoordinatorClient::DownloadModel(const std::string& session_id, int
   grpc::Status status = reader->Finish();
   if (!failure.ok()) return failure;
   if (watchdog.fired()) {
-    return absl::DeadlineExceededError(absl::StrCat(what, ": no progress for ",
-                                                    options_.stall_timeout_s, " s"));
+    return absl::DeadlineExceededError(
+        absl::StrCat(what, ": no progress for ", options_.stall_timeout_s, " s"));
   }
   if (!status.ok()) return FromGrpc(status, what);
   if (received != total) {
@@ -268,8 +268,8 @@ absl::StatusOr<fedjoint::v1::UploadResponse> CoordinatorClient::UploadUpdate(
   writer->WritesDone();
   grpc::Status status = writer->Finish();
   if (watchdog.fired()) {
-    return absl::DeadlineExceededError(absl::StrCat(what, ": no progress for ",
-                                                    options_.stall_timeout_s, " s"));
+    return absl::DeadlineExceededError(
+        absl::StrCat(what, ": no progress for ", options_.stall_timeout_s, " s"));
   }
   if (!status.ok()) return FromGrpc(status, what);
   return response;
@@ -283,6 +283,17 @@ absl::StatusOr<fedjoint::v1::HeartbeatResponse> CoordinatorClient::Heartbeat(
   grpc::Status status = stub_->Heartbeat(&context, request, &response);
   if (!status.ok()) return FromGrpc(status, "heartbeat");
   return response;
+}
+
+absl::StatusOr<fedjoint::v1::PhaseModel> CoordinatorClient::LatestModel() {
+  grpc::ClientContext context;
+  context.set_deadline(Deadline(options_.unary_timeout_s));
+  fedjoint::v1::LatestModelRequest request;
+  request.set_site(options_.site);
+  fedjoint::v1::PhaseModel model;
+  grpc::Status status = stub_->LatestModel(&context, request, &model);
+  if (!status.ok()) return FromGrpc(status, "latest model");
+  return model;
 }
 
 absl::Status CoordinatorClient::ReportMetrics(const fedjoint::v1::MetricsReport& report) {

@@ -27,7 +27,7 @@ struct ClientOptions {
   int64_t chunk_bytes = 1 << 20;
   double keepalive_s = 30;
   double unary_timeout_s = 30;
-  double task_poll_s = 10;   // the coordinator's long-poll window
+  double task_poll_s = 10;      // the coordinator's long-poll window
   double stall_timeout_s = 60;  // a transfer with no progress for this long is cancelled
   // Backoff for Join and for retrying UNAVAILABLE calls.
   double backoff_initial_s = 0.2;
@@ -53,6 +53,7 @@ class CoordinatorClient {
       fedjoint::v1::UploadHeader header, const common::tensors::SafetensorsEncoding& encoding);
   absl::StatusOr<fedjoint::v1::HeartbeatResponse> Heartbeat(const fedjoint::v1::HeartbeatRequest&);
   absl::Status ReportMetrics(const fedjoint::v1::MetricsReport& report);
+  absl::StatusOr<fedjoint::v1::PhaseModel> LatestModel();
 
   const ClientOptions& options() const { return options_; }
   // The next backoff delay (exposed for tests): min(max, initial * 2^attempt) * jitter[0.5, 1].

@@ -34,7 +34,10 @@ bool Transient(const absl::Status& s) {
 class HeartbeatThread {
  public:
   HeartbeatThread(CoordinatorClient* client, std::string session, int64_t round, double every_s)
-      : client_(client), session_(std::move(session)), round_(round), every_(every_s),
+      : client_(client),
+        session_(std::move(session)),
+        round_(round),
+        every_(every_s),
         thread_([this] { Run(); }) {}
   ~HeartbeatThread() {
     {
@@ -74,8 +77,7 @@ class HeartbeatThread {
 
 }  // namespace
 
-absl::StatusOr<ScopedWeights> SplitByScope(const TensorMap& weights,
-                                           const fedjoint::v1::Task& task,
+absl::StatusOr<ScopedWeights> SplitByScope(const TensorMap& weights, const fedjoint::v1::Task& task,
                                            const std::vector<std::string>& site_joints) {
   std::vector<agg::ScopeRule> rules;
   for (const auto& r : task.scopes()) {
@@ -89,7 +91,8 @@ absl::StatusOr<ScopedWeights> SplitByScope(const TensorMap& weights,
   for (const auto& [name, tensor] : weights) {
     auto scope = agg::ResolveScope(name, rules, joints);
     if (!scope.ok()) return scope.status();
-    if (scope->scope == agg::Scope::kSite) {
+    // Integer tensors (BatchNorm's num_batches_tracked) are local bookkeeping, never averaged.
+    if (scope->scope == agg::Scope::kSite || !at::isFloatingType(tensor.scalar_type())) {
       out.site[name] = tensor;
       continue;
     }
@@ -98,9 +101,9 @@ absl::StatusOr<ScopedWeights> SplitByScope(const TensorMap& weights,
       continue;  // another joint's head: this site neither trained nor may send it
     }
     if (tensor.scalar_type() != at::kFloat) {
-      return absl::InvalidArgumentError(absl::StrCat("shared tensor '", name, "' is ",
-                                                     std::string(c10::toString(tensor.scalar_type())),
-                                                     ", expected float32"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("shared tensor '", name, "' is ",
+                       std::string(c10::toString(tensor.scalar_type())), ", expected float32"));
     }
     out.shared[name] = tensor;
   }
@@ -109,7 +112,9 @@ absl::StatusOr<ScopedWeights> SplitByScope(const TensorMap& weights,
 
 SiteRunner::SiteRunner(SiteRunnerOptions options, CoordinatorClient* client,
                        common::security::SignatureVerifier verifier, LocalTrainer* trainer)
-    : options_(std::move(options)), client_(client), verifier_(std::move(verifier)),
+    : options_(std::move(options)),
+      client_(client),
+      verifier_(std::move(verifier)),
       trainer_(trainer) {}
 
 std::vector<std::string> SiteRunner::Joints() const {
@@ -187,7 +192,8 @@ absl::Status SiteRunner::RunTask(const std::string& session, const fedjoint::v1:
     pull.set_model_bytes(previous.bytes());
     pull.set_model_signature(previous.signature());
     auto path = PullModel(session, pull);
-    if (!path.ok()) return common::base::Annotate(path.status(), "previous phase " + previous.phase());
+    if (!path.ok())
+      return common::base::Annotate(path.status(), "previous phase " + previous.phase());
     auto weights = common::tensors::LoadSafetensors(*path);
     if (!weights.ok()) return weights.status();
     const fs::path own_path = options_.state_dir / "site" / (previous.phase() + ".safetensors");
@@ -223,8 +229,8 @@ absl::Status SiteRunner::RunTask(const std::string& session, const fedjoint::v1:
   auto refs = common::tensors::MakeTensorRefs(split->shared);
   if (!refs.ok()) return refs.status();
   auto encoding = common::tensors::EncodeSafetensors(
-      refs->refs, {{"fedjoint.site", options_.site},
-                   {"fedjoint.round", std::to_string(task.round())}});
+      refs->refs,
+      {{"fedjoint.site", options_.site}, {"fedjoint.round", std::to_string(task.round())}});
   if (!encoding.ok()) return encoding.status();
   fedjoint::v1::UploadHeader header;
   header.set_session_id(session);
@@ -251,43 +257,69 @@ absl::Status SiteRunner::RunTask(const std::string& session, const fedjoint::v1:
   return SaveProgress(task.job_id(), task.round());
 }
 
-absl::Status SiteRunner::Finish(const std::string& session, const fedjoint::v1::Task& task) {
-  if (task.model_digest().empty()) return absl::OkStatus();
-  auto path = PullModel(session, task);
-  if (!path.ok()) return path.status();
+absl::Status SiteRunner::ExportModel(const fs::path& global_path, const std::string& digest,
+                                     const fs::path& out_dir) {
   common::tensors::Metadata global_metadata;
-  auto weights = common::tensors::LoadSafetensors(*path, {}, &global_metadata);
+  auto weights = common::tensors::LoadSafetensors(global_path, {}, &global_metadata);
   if (!weights.ok()) return weights.status();
-  // The final model's phase (written by the coordinator) names the site-scoped tensors that
-  // complete it for inference here.
+  // The model's phase (written by the coordinator) names the site-scoped tensors that complete
+  // it for inference here.
   const std::string phase = global_metadata.count("fedjoint.phase")
                                 ? global_metadata.at("fedjoint.phase")
                                 : std::string();
   const fs::path own = options_.state_dir / "site" / (phase + ".safetensors");
+  bool merged = false;
   if (!phase.empty() && fs::exists(own)) {
     auto site_part = common::tensors::LoadSafetensors(own);
     if (!site_part.ok()) return site_part.status();
     for (auto& [name, tensor] : *site_part) (*weights)[name] = tensor;
+    merged = true;
   }
-  const fs::path final_dir = options_.state_dir / "final";
   std::error_code ec;
-  fs::create_directories(final_dir, ec);
-  common::tensors::Metadata metadata = {{"fedjoint.global_digest", task.model_digest()},
-                                        {"fedjoint.site", options_.site},
-                                        {"fedjoint.phase", phase}};
-  if (auto s = common::tensors::WriteSafetensors(final_dir / "model.safetensors", *weights,
-                                                 metadata);
+  fs::create_directories(out_dir, ec);
+  common::tensors::Metadata metadata = global_metadata;
+  metadata.erase(std::string(common::tensors::kDigestMetadataKey));
+  metadata["fedjoint.global_digest"] = digest;
+  metadata["fedjoint.site"] = options_.site;
+  metadata["fedjoint.site_tensors"] = merged ? "merged" : "none (this site never trained it)";
+  if (auto s = common::tensors::WriteSafetensors(out_dir / "model.safetensors", *weights, metadata);
       !s.ok()) {
     return s;
   }
   // The signed global model travels with it, so `segment` can check where it came from.
-  fs::copy_file(*path, final_dir / "global.safetensors", fs::copy_options::overwrite_existing, ec);
+  fs::copy_file(global_path, out_dir / "global.safetensors", fs::copy_options::overwrite_existing,
+                ec);
   if (!ec) {
-    fs::copy_file(common::security::SignaturePathFor(*path), final_dir / "global.safetensors.sig",
-                  fs::copy_options::overwrite_existing, ec);
+    fs::copy_file(common::security::SignaturePathFor(global_path),
+                  out_dir / "global.safetensors.sig", fs::copy_options::overwrite_existing, ec);
   }
-  if (ec) return absl::InternalError(absl::StrCat(final_dir.string(), ": ", ec.message()));
+  if (ec) return absl::InternalError(absl::StrCat(out_dir.string(), ": ", ec.message()));
+  return absl::OkStatus();
+}
+
+absl::Status SiteRunner::Finish(const std::string& session, const fedjoint::v1::Task& task) {
+  if (task.model_digest().empty()) return absl::OkStatus();
+  auto path = PullModel(session, task);
+  if (!path.ok()) return path.status();
+  const fs::path final_dir = options_.state_dir / "final";
+  if (auto s = ExportModel(*path, task.model_digest(), final_dir); !s.ok()) return s;
   Log()->info("job finished: final model in {}", final_dir.string());
+  return absl::OkStatus();
+}
+
+absl::Status SiteRunner::PullLatest(const fs::path& out_dir) {
+  auto latest = client_->LatestModel();
+  if (!latest.ok()) return latest.status();
+  fedjoint::v1::Task task;
+  task.set_round(latest->round());
+  task.set_model_digest(latest->digest());
+  task.set_model_bytes(latest->bytes());
+  task.set_model_signature(latest->signature());
+  auto path = PullModel("", task);
+  if (!path.ok()) return path.status();
+  if (auto s = ExportModel(*path, latest->digest(), out_dir); !s.ok()) return s;
+  Log()->info("round {} model ({}) verified and written to {}", latest->round(), latest->phase(),
+              out_dir.string());
   return absl::OkStatus();
 }
 
@@ -295,8 +327,8 @@ absl::Status SiteRunner::Run() {
   std::error_code ec;
   fs::create_directories(options_.state_dir, ec);
   if (ec) {
-    return absl::PermissionDeniedError(absl::StrCat(options_.state_dir.string(),
-                                                    ": cannot create state folder: ", ec.message()));
+    return absl::PermissionDeniedError(
+        absl::StrCat(options_.state_dir.string(), ": cannot create state folder: ", ec.message()));
   }
   int failures = 0;
   while (true) {

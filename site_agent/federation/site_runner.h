@@ -32,9 +32,9 @@ struct SiteRunnerOptions {
 };
 
 // Splits trained weights by the task's scopes: what may be sent (global, and domain tensors of
-// the site's own joints) and what stays (site-scoped). Domain tensors of other joints are neither
-// (the site did not train them). Errors: a tensor that matches no rule, or a shared tensor that
-// is not float32.
+// the site's own joints) and what stays (site-scoped, and integer bookkeeping tensors such as
+// BatchNorm's num_batches_tracked). Domain tensors of other joints are neither (the site did not
+// train them). Errors: a tensor that matches no rule, or a shared float tensor that is not float32.
 struct ScopedWeights {
   common::tensors::TensorMap shared;
   common::tensors::TensorMap site;
@@ -57,9 +57,16 @@ class SiteRunner {
   absl::StatusOr<std::filesystem::path> PullModel(const std::string& session,
                                                   const fedjoint::v1::Task& task);
 
+  // `fedjoint-site pull-model`: the latest finished global model, verified, merged with this
+  // site's own tensors of its phase, written to out_dir/model.safetensors (with the signed global
+  // model beside it).
+  absl::Status PullLatest(const std::filesystem::path& out_dir);
+
  private:
   absl::Status RunTask(const std::string& session, const fedjoint::v1::Task& task);
   absl::Status Finish(const std::string& session, const fedjoint::v1::Task& task);
+  absl::Status ExportModel(const std::filesystem::path& global_path, const std::string& digest,
+                           const std::filesystem::path& out_dir);
   absl::StatusOr<common::tensors::TensorMap> SiteTensors(const fedjoint::v1::Task& task);
   absl::Status SaveProgress(const std::string& job_id, int64_t round);
   int64_t LastRound() const;

@@ -20,14 +20,9 @@ std::vector<model::JointSpec> JointsFromConfig(const v1::ModelConfig& config) {
   return joints;
 }
 
-absl::Status ValidateModelConfig(const v1::ModelConfig& config) {
-  const std::string& arch = config.architecture();
-  if (arch != "unet_resnet" && arch != "shape_autoencoder") {
-    return absl::InvalidArgumentError(fmt::format(
-        "ModelConfig.architecture: '{}' is not one of unet_resnet, shape_autoencoder", arch));
-  }
+absl::Status ValidatePreprocessing(const v1::ModelConfig& config) {
   if (absl::Status joints = model::ValidateJoints(JointsFromConfig(config)); !joints.ok()) {
-    return absl::InvalidArgumentError(fmt::format("ModelConfig.{}", joints.message()));
+    return absl::InvalidArgumentError(fmt::format("ModelConfig.{}", std::string(joints.message())));
   }
   if (config.input_size() < 32) {
     return absl::InvalidArgumentError(
@@ -38,6 +33,16 @@ absl::Status ValidateModelConfig(const v1::ModelConfig& config) {
         "ModelConfig.in_plane_spacing_mm: {} must be >= 0", config.in_plane_spacing_mm()));
   }
   if (absl::StatusOr<int> axis = SliceAxisFromConfig(config); !axis.ok()) return axis.status();
+  return absl::OkStatus();
+}
+
+absl::Status ValidateModelConfig(const v1::ModelConfig& config) {
+  const std::string& arch = config.architecture();
+  if (arch != "unet_resnet" && arch != "shape_autoencoder") {
+    return absl::InvalidArgumentError(fmt::format(
+        "ModelConfig.architecture: '{}' is not one of unet_resnet, shape_autoencoder", arch));
+  }
+  if (absl::Status prep = ValidatePreprocessing(config); !prep.ok()) return prep;
   if (arch == "unet_resnet") {
     absl::StatusOr<model::UNetOptions> options = UNetOptionsFromConfig(config);
     if (!options.ok()) return options.status();
@@ -47,9 +52,9 @@ absl::Status ValidateModelConfig(const v1::ModelConfig& config) {
 
 absl::StatusOr<model::UNetOptions> UNetOptionsFromConfig(const v1::ModelConfig& config) {
   if (config.architecture() != "unet_resnet") {
-    return absl::InvalidArgumentError(fmt::format(
-        "ModelConfig.architecture: '{}' is not a segmentation network (unet_resnet)",
-        config.architecture()));
+    return absl::InvalidArgumentError(
+        fmt::format("ModelConfig.architecture: '{}' is not a segmentation network (unet_resnet)",
+                    config.architecture()));
   }
   model::UNetOptions options(JointsFromConfig(config));
   options.depth(config.encoder_depth()).width_multiplier(config.width_multiplier());
@@ -58,11 +63,11 @@ absl::StatusOr<model::UNetOptions> UNetOptionsFromConfig(const v1::ModelConfig& 
   } else if (config.variant() == "domain" || config.variant().empty()) {
     options.variant(model::Variant::kDomain);
   } else {
-    return absl::InvalidArgumentError(fmt::format(
-        "ModelConfig.variant: '{}' is not one of domain, shared", config.variant()));
+    return absl::InvalidArgumentError(
+        fmt::format("ModelConfig.variant: '{}' is not one of domain, shared", config.variant()));
   }
   if (absl::Status valid = model::ValidateUNetOptions(options); !valid.ok()) {
-    return absl::InvalidArgumentError(fmt::format("ModelConfig: {}", valid.message()));
+    return absl::InvalidArgumentError(fmt::format("ModelConfig: {}", std::string(valid.message())));
   }
   return options;
 }
@@ -71,7 +76,7 @@ absl::StatusOr<model::ShapeAutoEncoderOptions> ShapeAutoEncoderOptionsFromConfig
     const v1::ModelConfig& config) {
   std::vector<model::JointSpec> joints = JointsFromConfig(config);
   if (absl::Status valid = model::ValidateJoints(joints); !valid.ok()) {
-    return absl::InvalidArgumentError(fmt::format("ModelConfig.{}", valid.message()));
+    return absl::InvalidArgumentError(fmt::format("ModelConfig.{}", std::string(valid.message())));
   }
   return model::ShapeAutoEncoderOptions(model::PaddedShapeChannels(joints));
 }
@@ -84,7 +89,9 @@ absl::StatusOr<model::ShapeAutoEncoderOptions> ShapeAutoEncoderOptionsFromWeight
   for (const auto& [name, tensor] : weights) {
     if (!name.starts_with("encoder.") || !name.ends_with(".weight")) continue;
     const std::string index = name.substr(8, name.size() - 8 - 7);
-    if (index.empty() || !std::all_of(index.begin(), index.end(), ::isdigit)) continue;
+    if (index.empty() ||
+        !std::all_of(index.begin(), index.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      continue;
     convs[std::stoi(index)] = tensor;
   }
   if (convs.size() < 3 || !weights.contains("decoder.0.weight")) {
@@ -187,8 +194,7 @@ absl::StatusOr<v1::ModelConfig> ModelConfigFromJson(std::string_view json) {
       google::protobuf::StringPiece(json.data(), json.size()), &config, options);
   if (!status.ok()) {
     return absl::InvalidArgumentError(
-        fmt::format("model config metadata is not a valid ModelConfig: {}",
-                    std::string(status.message().data(), status.message().size())));
+        fmt::format("model config metadata is not a valid ModelConfig: {}", status.ToString()));
   }
   return config;
 }

@@ -36,11 +36,15 @@ std::vector<common::model::JointSpec> JointsFromConfig(const v1::ModelConfig& co
 // Checks what the schema cannot: architecture, joint names and structures (ValidateJoints), depth,
 // width, variant, slice axis. Messages name the ModelConfig field.
 absl::Status ValidateModelConfig(const v1::ModelConfig& config);
+// Only what reading slices needs (joints, input_size, in_plane_spacing_mm, slice_axis): enough to
+// count a site's samples before the task says which network will train.
+absl::Status ValidatePreprocessing(const v1::ModelConfig& config);
 
 // The U-Net of a `unet_resnet` config (encoder depth, width, variant, joints).
 absl::StatusOr<common::model::UNetOptions> UNetOptionsFromConfig(const v1::ModelConfig& config);
 
-// The shape auto-encoder of a `shape_autoencoder` config: in_channels = PaddedShapeChannels(joints).
+// The shape auto-encoder of a `shape_autoencoder` config: in_channels =
+// PaddedShapeChannels(joints).
 absl::StatusOr<common::model::ShapeAutoEncoderOptions> ShapeAutoEncoderOptionsFromConfig(
     const v1::ModelConfig& config);
 
@@ -53,8 +57,8 @@ absl::StatusOr<common::model::ShapeAutoEncoderOptions> ShapeAutoEncoderOptionsFr
 // Builds and initializes the network after torch::manual_seed(seed), so the same config and seed
 // give bit-identical weights on every machine.
 absl::StatusOr<common::model::UNet> BuildUNet(const v1::ModelConfig& config, uint64_t seed = 0);
-absl::StatusOr<common::model::ShapeAutoEncoder> BuildShapeAutoEncoder(
-    const v1::ModelConfig& config, uint64_t seed = 0);
+absl::StatusOr<common::model::ShapeAutoEncoder> BuildShapeAutoEncoder(const v1::ModelConfig& config,
+                                                                      uint64_t seed = 0);
 
 // kAutoSliceAxis for "auto", else 0/1/2 ("sagittal", "coronal", "axial").
 absl::StatusOr<int> SliceAxisFromConfig(const v1::ModelConfig& config);

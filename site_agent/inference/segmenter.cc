@@ -39,9 +39,9 @@ absl::StatusOr<std::unique_ptr<Segmenter>> Segmenter::Load(
   absl::StatusOr<std::unique_ptr<Segmenter>> segmenter =
       FromWeights(file.config, file.weights, options);
   if (!segmenter.ok()) {
-    return absl::Status(segmenter.status().code(),
-                        fmt::format("model {}: {}", file.path.string(),
-                                    segmenter.status().message()));
+    return absl::Status(
+        segmenter.status().code(),
+        fmt::format("model {}: {}", file.path.string(), std::string(segmenter.status().message())));
   }
   return segmenter;
 }
@@ -74,20 +74,20 @@ std::vector<std::string> Segmenter::Joints() const {
 
 absl::StatusOr<std::vector<std::string>> Segmenter::Structures(std::string_view joint) const {
   for (const auto& j : config_.joints()) {
-    if (j.name() == joint) return std::vector<std::string>(j.structures().begin(), j.structures().end());
+    if (j.name() == joint)
+      return std::vector<std::string>(j.structures().begin(), j.structures().end());
   }
   return absl::InvalidArgumentError(fmt::format("joint '{}' is not one of the model's joints [{}]",
                                                 joint, fmt::join(Joints(), ", ")));
 }
 
-absl::StatusOr<Segmentation> SegmentVolume(const data::Volume& image,
-                                           const v1::ModelConfig& config, int64_t classes,
-                                           const SliceProbabilityFn& predict, int64_t batch_size) {
+absl::StatusOr<Segmentation> SegmentVolume(const data::Volume& image, const v1::ModelConfig& config,
+                                           int64_t classes, const SliceProbabilityFn& predict,
+                                           int64_t batch_size) {
   RETURN_IF_ERROR(data::ValidateVolume(image, "scan to segment"));
   if (classes < 1 || batch_size < 1) {
-    return absl::InvalidArgumentError(
-        fmt::format("segmenting: {} classes, batch size {}: both must be >= 1", classes,
-                    batch_size));
+    return absl::InvalidArgumentError(fmt::format(
+        "segmenting: {} classes, batch size {}: both must be >= 1", classes, batch_size));
   }
   data::Volume scan = image;
   if (scan.voxels.scalar_type() != at::kFloat) scan.voxels = scan.voxels.to(at::kFloat);
@@ -112,8 +112,7 @@ absl::StatusOr<Segmentation> SegmentVolume(const data::Volume& image,
   // Pad (never crop) to at least the training size and to a multiple of 32, the encoder's stride.
   const int64_t padded_h = std::max<int64_t>(prep.height, RoundUp(height, 32));
   const int64_t padded_w = std::max<int64_t>(prep.width, RoundUp(width, 32));
-  ASSIGN_OR_RETURN(at::Tensor padded,
-                   data::CenterCropOrPad(slices, padded_h, padded_w, pad_value));
+  ASSIGN_OR_RETURN(at::Tensor padded, data::CenterCropOrPad(slices, padded_h, padded_w, pad_value));
 
   at::Tensor probabilities = torch::empty({n, classes, padded_h, padded_w}, torch::kFloat);
   try {
@@ -140,9 +139,8 @@ absl::StatusOr<Segmentation> SegmentVolume(const data::Volume& image,
     ASSIGN_OR_RETURN(at::Tensor voxels,
                      data::FromSlices(probabilities.select(1, c).contiguous(), axis));
     if (resample) {
-      ASSIGN_OR_RETURN(data::Volume back,
-                       data::ResampleToGrid(data::Volume{voxels, work.geometry},
-                                            canonical.volume.geometry));
+      ASSIGN_OR_RETURN(data::Volume back, data::ResampleToGrid(data::Volume{voxels, work.geometry},
+                                                               canonical.volume.geometry));
       voxels = back.voxels;
     }
     if (c == 0) {
@@ -154,10 +152,10 @@ absl::StatusOr<Segmentation> SegmentVolume(const data::Volume& image,
       labels.masked_fill_(better, c);
     }
   }
-  ASSIGN_OR_RETURN(data::Volume result,
-                   data::FromCanonicalOrientation(
-                       data::Volume{labels.contiguous(), canonical.volume.geometry},
-                       canonical.reorientation));
+  ASSIGN_OR_RETURN(
+      data::Volume result,
+      data::FromCanonicalOrientation(data::Volume{labels.contiguous(), canonical.volume.geometry},
+                                     canonical.reorientation));
   // FromCanonicalOrientation restores the original grid; keep the caller's geometry bits
   // regardless, so the output always overlays the input.
   result.geometry = image.geometry;

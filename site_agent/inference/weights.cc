@@ -24,8 +24,8 @@ std::map<std::string, at::Tensor> NamedTensors(const torch::nn::Module& module) 
 std::string Shape(const at::Tensor& t) { return fmt::format("[{}]", fmt::join(t.sizes(), ", ")); }
 
 std::string Group(const std::vector<std::string>& names, std::string_view what, size_t max_names) {
-  std::vector<std::string> shown(names.begin(),
-                                 names.begin() + static_cast<long>(std::min(max_names, names.size())));
+  std::vector<std::string> shown(
+      names.begin(), names.begin() + static_cast<long>(std::min(max_names, names.size())));
   return fmt::format("{} {} ({}{})", names.size(), what, fmt::join(shown, ", "),
                      names.size() > max_names ? ", ..." : "");
 }
@@ -89,8 +89,7 @@ absl::Status LoadStateDict(torch::nn::Module& module, const TensorMap& weights,
 }
 
 absl::Status WriteModelFile(const fs::path& path, const TensorMap& weights,
-                            const v1::ModelConfig& config,
-                            const common::tensors::Metadata& extra) {
+                            const v1::ModelConfig& config, const common::tensors::Metadata& extra) {
   common::tensors::Metadata metadata = extra;
   metadata[std::string(kModelConfigMetadataKey)] = ModelConfigToJson(config);
   std::error_code ec;
@@ -109,22 +108,21 @@ absl::StatusOr<fs::path> ResolveModelPath(const fs::path& path) {
   for (const fs::path& candidate : candidates) {
     if (fs::is_regular_file(candidate, ec)) return candidate;
   }
-  return absl::NotFoundError(fmt::format(
-      "model folder {} holds no model: looked for {} and {}", path.string(),
-      candidates[0].string(), candidates[1].string()));
+  return absl::NotFoundError(fmt::format("model folder {} holds no model: looked for {} and {}",
+                                         path.string(), candidates[0].string(),
+                                         candidates[1].string()));
 }
 
 absl::StatusOr<ModelFile> ReadModelFile(const fs::path& path) {
   ModelFile file;
   ASSIGN_OR_RETURN(file.path, ResolveModelPath(path));
-  ASSIGN_OR_RETURN(file.weights,
-                   common::tensors::LoadSafetensors(file.path, {}, &file.metadata));
+  ASSIGN_OR_RETURN(file.weights, common::tensors::LoadSafetensors(file.path, {}, &file.metadata));
   auto it = file.metadata.find(kModelConfigMetadataKey);
   if (it != file.metadata.end()) {
     absl::StatusOr<v1::ModelConfig> config = ModelConfigFromJson(it->second);
     if (!config.ok()) {
       return absl::DataLossError(
-          fmt::format("model {}: {}", file.path.string(), config.status().message()));
+          fmt::format("model {}: {}", file.path.string(), std::string(config.status().message())));
     }
     file.config = std::move(*config);
     file.has_config = true;

@@ -21,7 +21,7 @@ using common::tensors::TensorMap;
 
 absl::Status Annotate(const absl::Status& status, const std::string& where) {
   if (status.ok()) return status;
-  return absl::Status(status.code(), fmt::format("{}: {}", where, status.message()));
+  return absl::Status(status.code(), fmt::format("{}: {}", where, std::string(status.message())));
 }
 
 // The part of a model config that decides which slices are read and how.
@@ -36,8 +36,7 @@ std::string DataKey(const v1::ModelConfig& model, double validation_fraction) {
 
 }  // namespace
 
-FederatedTrainer::FederatedTrainer(FederatedTrainerOptions options,
-                                   common::data::Manifest manifest)
+FederatedTrainer::FederatedTrainer(FederatedTrainerOptions options, common::data::Manifest manifest)
     : options_(std::move(options)), manifest_(std::move(manifest)) {}
 
 absl::StatusOr<std::unique_ptr<FederatedTrainer>> FederatedTrainer::Create(
@@ -103,8 +102,8 @@ absl::StatusOr<TrainResult> FederatedTrainer::Train(TrainRequest request) {
   TrainerOptions options;
   options.model = task.model();
   options.training = task.local();
-  options.seed = common::data::DeriveSeed(
-      {options_.seed, common::data::Fingerprint(task.phase()), static_cast<uint64_t>(task.round())});
+  options.seed = common::data::DeriveSeed({options_.seed, common::data::Fingerprint(task.phase()),
+                                           static_cast<uint64_t>(task.round())});
   options.threads = options_.threads;
   options.loader_threads = options_.loader_threads;
   options.show_progress = options_.show_progress;
@@ -121,9 +120,9 @@ absl::StatusOr<TrainResult> FederatedTrainer::Train(TrainRequest request) {
   } else {
     ASSIGN_OR_RETURN(auto trainer, SegmentationTrainer::Create(options, *data));
     RETURN_IF_ERROR(Annotate(trainer->LoadWeights(request.weights), where));
-    RETURN_IF_ERROR(Annotate(
-        trainer->SetExternalPrototypes({task.prototypes().begin(), task.prototypes().end()}),
-        where));
+    RETURN_IF_ERROR(Annotate(trainer->SetExternalPrototypes(std::vector<fedjoint::v1::Prototype>(
+                                 task.prototypes().begin(), task.prototypes().end())),
+                             where));
     const v1::LossConfig& loss = task.local().loss();
     if (loss.shape_prior_weight() > 0) {
       auto prior = request.previous_phases.find(loss.shape_prior_phase());
@@ -159,7 +158,7 @@ absl::StatusOr<TrainResult> FederatedTrainer::Train(TrainRequest request) {
     std::error_code ec;
     std::filesystem::create_directories(options_.state_dir, ec);
     if (absl::Status s = MetricsLog(options_.state_dir / "metrics.jsonl").Append(record); !s.ok()) {
-      log->warn("{}", s.message());
+      log->warn("{}", std::string(s.message()));
     }
   }
   return result;

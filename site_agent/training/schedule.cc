@@ -27,8 +27,8 @@ double LearningRateAt(const v1::OptimizerConfig& optimizer, int64_t step, int64_
     return lr * static_cast<double>(step + 1) / static_cast<double>(warmup + 1);
   }
   const int64_t span = std::max<int64_t>(1, total_steps - warmup);
-  const double t = std::clamp(static_cast<double>(step - warmup) / static_cast<double>(span), 0.0,
-                              1.0);
+  const double t =
+      std::clamp(static_cast<double>(step - warmup) / static_cast<double>(span), 0.0, 1.0);
   const std::string& schedule = optimizer.schedule();
   if (schedule == "cosine") return lr * 0.5 * (1.0 + std::cos(std::numbers::pi * t));
   if (schedule == "poly") {

@@ -34,10 +34,8 @@ losses::DiceCELossOptions HeadLossOptions(const v1::LossConfig& loss) {
   double dice = loss.dice_weight(), ce = loss.ce_weight();
   if (dice <= 0 && ce <= 0) dice = ce = 1.0;
   return losses::DiceCELossOptions()
-      .dice(losses::DiceLossOptions()
-                .include_background(false)
-                .batch(true)
-                .reduction(losses::DiceReduction::kMeanPresent))
+      .dice(losses::DiceLossOptions().include_background(false).batch(true).reduction(
+          losses::DiceReduction::kMeanPresent))
       .lambda_dice(dice)
       .lambda_ce(ce);
 }
@@ -77,8 +75,7 @@ struct SegmentationTrainer::State {
   }
 };
 
-SegmentationTrainer::SegmentationTrainer(std::unique_ptr<State> state)
-    : state_(std::move(state)) {}
+SegmentationTrainer::SegmentationTrainer(std::unique_ptr<State> state) : state_(std::move(state)) {}
 SegmentationTrainer::~SegmentationTrainer() = default;
 
 absl::StatusOr<std::unique_ptr<SegmentationTrainer>> SegmentationTrainer::Create(
@@ -90,12 +87,18 @@ absl::StatusOr<std::unique_ptr<SegmentationTrainer>> SegmentationTrainer::Create
   SetTrainingThreads(options.threads);
   auto state = std::make_unique<State>();
   ASSIGN_OR_RETURN(state->net, inference::BuildUNet(options.model, options.init_seed));
+  if (options.channels_last) {
+    torch::NoGradGuard no_grad;
+    for (auto& p : state->net->parameters()) {
+      if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
+    }
+  }
   state->joints = inference::JointsFromConfig(options.model);
   state->shared = options.model.variant() == "shared";
   if (data.train->joints.size() != state->joints.size()) {
-    return absl::InvalidArgumentError(fmt::format(
-        "segmentation trainer: the slices are of {} joint(s), the model has {}",
-        data.train->joints.size(), state->joints.size()));
+    return absl::InvalidArgumentError(
+        fmt::format("segmentation trainer: the slices are of {} joint(s), the model has {}",
+                    data.train->joints.size(), state->joints.size()));
   }
   if (state->shared) {
     for (size_t j = 0; j < state->joints.size(); ++j) {
@@ -109,7 +112,8 @@ absl::StatusOr<std::unique_ptr<SegmentationTrainer>> SegmentationTrainer::Create
                    MakeOptimizer(state->net->parameters(), options.training.optimizer()));
   state->head_loss = HeadLossOptions(options.training.loss());
   if (absl::Status valid = state->head_loss.Validate(); !valid.ok()) {
-    return absl::InvalidArgumentError(fmt::format("training.loss: {}", valid.message()));
+    return absl::InvalidArgumentError(
+        fmt::format("training.loss: {}", std::string(valid.message())));
   }
   state->options = std::move(options);
   state->data = std::move(data);
@@ -140,8 +144,7 @@ absl::Status SegmentationTrainer::SetShapePrior(const TensorMap& autoencoder) {
 
 bool SegmentationTrainer::has_shape_prior() const { return !state_->autoencoder.is_empty(); }
 
-absl::Status SegmentationTrainer::SetExternalPrototypes(
-    std::span<const v1::Prototype> prototypes) {
+absl::Status SegmentationTrainer::SetExternalPrototypes(std::span<const v1::Prototype> prototypes) {
   const auto& log = common::log::Get("train");
   const std::vector<int64_t>& stages = state_->net->options().projection_stages();
   // domain -> stage -> values
@@ -165,9 +168,10 @@ absl::Status SegmentationTrainer::SetExternalPrototypes(
       }
     }
     if (!complete) {
-      log->warn("prototypes of domain '{}' ignored: they do not cover every projection stage [{}] "
-                "with {} values",
-                domain, fmt::join(stages, ", "), state_->net->options().projection_dim());
+      log->warn(
+          "prototypes of domain '{}' ignored: they do not cover every projection stage [{}] "
+          "with {} values",
+          domain, fmt::join(stages, ", "), state_->net->options().projection_dim());
       continue;
     }
     for (size_t s = 0; s < stages.size(); ++s) {
@@ -197,19 +201,22 @@ absl::StatusOr<std::map<std::string, double>> SegmentationTrainer::State::Step(
   std::map<std::string, double> values;
   try {
     net->train();
-    model::UNetOutput out = net->forward(batch.images, batch.domains);
+    at::Tensor images = options.channels_last
+                            ? batch.images.contiguous(torch::MemoryFormat::ChannelsLast)
+                            : batch.images;
+    model::UNetOutput out = net->forward(images, batch.domains);
     std::vector<losses::HeadBatch> heads =
         losses::functional::gather_head_batches(out.logits, out.sample_indices, batch.labels);
     if (shared) {
       for (auto& head : heads) {
-        head.target = shared_lut[static_cast<size_t>(head.head)].index_select(
-            0, head.target.reshape({-1})).view(head.target.sizes());
+        head.target = shared_lut[static_cast<size_t>(head.head)]
+                          .index_select(0, head.target.reshape({-1}))
+                          .view(head.target.sizes());
       }
     }
     const losses::DiceCELossOptions& head_options = head_loss;
     at::Tensor segmentation = losses::functional::multi_head_loss(
-        heads,
-        [&head_options](const at::Tensor& logits, const at::Tensor& target) {
+        heads, [&head_options](const at::Tensor& logits, const at::Tensor& target) {
           return losses::functional::dice_ce_loss(logits, target, head_options);
         });
     at::Tensor total = segmentation;
@@ -217,8 +224,8 @@ absl::StatusOr<std::map<std::string, double>> SegmentationTrainer::State::Step(
 
     const double lambda_c = loss_config.contrastive_weight();
     if (lambda_c > 0 && !out.embeddings.empty()) {
-      const bool local_negatives = batch.domains.min().item<int64_t>() !=
-                                   batch.domains.max().item<int64_t>();
+      const bool local_negatives =
+          batch.domains.min().item<int64_t>() != batch.domains.max().item<int64_t>();
       bool external_negatives = false;
       if (external_labels.defined()) {
         external_negatives =
@@ -277,8 +284,7 @@ absl::StatusOr<std::map<std::string, double>> SegmentationTrainer::State::Step(
     optimizer->step();
     values["loss"] = total.item<double>();
   } catch (const c10::Error& e) {
-    return absl::InternalError(
-        fmt::format("training step failed: {}", e.what_without_backtrace()));
+    return absl::InternalError(fmt::format("training step failed: {}", e.what_without_backtrace()));
   }
   return values;
 }
@@ -349,8 +355,8 @@ absl::StatusOr<std::vector<v1::Prototype>> SegmentationTrainer::ComputePrototype
   for (int64_t stage : stages) {
     heads.push_back(ProjectionOf(*net, stage));
     if (!heads.back()) {
-      return absl::InternalError(fmt::format("the network has no projection head for stage {}",
-                                             model::StageName(stage)));
+      return absl::InternalError(
+          fmt::format("the network has no projection head for stage {}", model::StageName(stage)));
     }
   }
   const data::SliceDataset& train = *s.data.train;

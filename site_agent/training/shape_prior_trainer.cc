@@ -32,10 +32,9 @@ struct ShapePriorTrainer::State {
     }
     return losses::functional::dice_ce_loss(
         logits, target,
-        losses::DiceCELossOptions().dice(losses::DiceLossOptions()
-                                             .include_background(false)
-                                             .batch(true)
-                                             .reduction(losses::DiceReduction::kMeanPresent)));
+        losses::DiceCELossOptions().dice(
+            losses::DiceLossOptions().include_background(false).batch(true).reduction(
+                losses::DiceReduction::kMeanPresent)));
   }
 
   absl::StatusOr<std::map<std::string, double>> Step(const data::Batch& batch) {
@@ -59,12 +58,12 @@ struct ShapePriorTrainer::State {
 ShapePriorTrainer::ShapePriorTrainer(std::unique_ptr<State> state) : state_(std::move(state)) {}
 ShapePriorTrainer::~ShapePriorTrainer() = default;
 
-absl::StatusOr<std::unique_ptr<ShapePriorTrainer>> ShapePriorTrainer::Create(
-    TrainerOptions options, TrainingData data) {
+absl::StatusOr<std::unique_ptr<ShapePriorTrainer>> ShapePriorTrainer::Create(TrainerOptions options,
+                                                                             TrainingData data) {
   if (options.model.architecture() != "shape_autoencoder") {
-    return absl::InvalidArgumentError(fmt::format(
-        "shape-prior trainer: model.architecture is '{}', expected shape_autoencoder",
-        options.model.architecture()));
+    return absl::InvalidArgumentError(
+        fmt::format("shape-prior trainer: model.architecture is '{}', expected shape_autoencoder",
+                    options.model.architecture()));
   }
   if (!data.train || data.train->size() == 0) {
     return absl::InvalidArgumentError("shape-prior trainer: no training slices");
@@ -133,9 +132,8 @@ absl::StatusOr<ValidationResult> ShapePriorTrainer::Validate() {
     at::Tensor logits = net->forward(model::OneHotPadded(labels, channels));
     return logits.narrow(1, 0, classes).argmax(1);
   };
-  absl::StatusOr<ValidationResult> result =
-      ValidateSlices(*s.data.validation, config, predict,
-                     2 * std::max(1, s.options.training.batch_size()));
+  absl::StatusOr<ValidationResult> result = ValidateSlices(
+      *s.data.validation, config, predict, 2 * std::max(1, s.options.training.batch_size()));
   net->train();
   return result;
 }

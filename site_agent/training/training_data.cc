@@ -24,8 +24,8 @@ absl::StatusOr<int> SliceAxisOfJoint(const data::ManifestSubject& subject) {
   options.series_uid = subject.series_uid;
   absl::StatusOr<data::Volume> image = data::ReadVolume(subject.image, options);
   if (!image.ok()) {
-    return absl::Status(image.status().code(),
-                        fmt::format("subject '{}': {}", subject.id, image.status().message()));
+    return absl::Status(image.status().code(), fmt::format("subject '{}': {}", subject.id,
+                                                           std::string(image.status().message())));
   }
   ASSIGN_OR_RETURN(data::CanonicalVolume canonical, data::ToCanonicalOrientation(*image));
   return inference::AutoSliceAxis(canonical.volume.geometry);
@@ -125,7 +125,8 @@ data::SliceDataset ConcatSliceDatasets(const std::vector<data::SliceDataset>& pa
 std::map<std::string, int64_t> SamplesByJoint(const data::SliceDataset& dataset) {
   std::map<std::string, int64_t> samples;
   if (dataset.size() == 0) return samples;
-  at::Tensor counts = torch::bincount(dataset.domains, {}, static_cast<int64_t>(dataset.joints.size()));
+  at::Tensor counts =
+      torch::bincount(dataset.domains, {}, static_cast<int64_t>(dataset.joints.size()));
   for (size_t j = 0; j < dataset.joints.size(); ++j) {
     const int64_t n = counts[static_cast<int64_t>(j)].item<int64_t>();
     if (n > 0) samples[dataset.joints[j]] = n;
@@ -136,7 +137,7 @@ std::map<std::string, int64_t> SamplesByJoint(const data::SliceDataset& dataset)
 absl::StatusOr<TrainingData> LoadTrainingData(const data::Manifest& manifest,
                                               const v1::ModelConfig& model,
                                               double validation_fraction, uint64_t seed) {
-  RETURN_IF_ERROR(inference::ValidateModelConfig(model));
+  RETURN_IF_ERROR(inference::ValidatePreprocessing(model));
   const auto& log = common::log::Get("train");
   std::vector<std::string> joints;
   for (const auto& joint : model.joints()) joints.push_back(joint.name());
@@ -171,9 +172,9 @@ absl::StatusOr<TrainingData> LoadTrainingData(const data::Manifest& manifest,
   ASSIGN_OR_RETURN(data::SliceDataset train,
                    BuildSplit(manifest, split.train, model, joints, out.slice_axes));
   if (train.size() == 0) {
-    return absl::InvalidArgumentError(fmt::format(
-        "{}: no labelled subject to train on ({} subject(s) in the manifest)",
-        manifest.file.string(), manifest.subjects.size()));
+    return absl::InvalidArgumentError(
+        fmt::format("{}: no labelled subject to train on ({} subject(s) in the manifest)",
+                    manifest.file.string(), manifest.subjects.size()));
   }
   ASSIGN_OR_RETURN(data::SliceDataset validation,
                    BuildSplit(manifest, split.validation, model, joints, out.slice_axes));

@@ -33,9 +33,9 @@ absl::StatusOr<TrainingData> LoadTrainingData(const common::data::Manifest& mani
                                               double validation_fraction, uint64_t seed);
 
 // The datasets' slices one after the other (same joints); subject ids are concatenated.
-common::data::SliceDataset ConcatSliceDatasets(
-    const std::vector<common::data::SliceDataset>& parts, std::vector<std::string> joints,
-    std::vector<int64_t> num_classes);
+common::data::SliceDataset ConcatSliceDatasets(const std::vector<common::data::SliceDataset>& parts,
+                                               std::vector<std::string> joints,
+                                               std::vector<int64_t> num_classes);
 
 // Labelled training slices per joint (what a site declares when it joins a federation).
 std::map<std::string, int64_t> SamplesByJoint(const common::data::SliceDataset& dataset);

@@ -5,8 +5,8 @@
 #include <thread>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include "common/base/atomic_file.h"
 #include "common/base/status_macros.h"
@@ -46,9 +46,8 @@ absl::Status SaveOptimizer(torch::optim::Optimizer& optimizer, const fs::path& p
     optimizer.save(archive);
     archive.save_to(temp.string());
   } catch (const c10::Error& e) {
-    return absl::InternalError(
-        fmt::format("{}: cannot save the optimizer state: {}", path.string(),
-                    e.what_without_backtrace()));
+    return absl::InternalError(fmt::format("{}: cannot save the optimizer state: {}", path.string(),
+                                           e.what_without_backtrace()));
   }
   return common::base::CommitTemporaryFile(temp, path);
 }
@@ -59,8 +58,8 @@ absl::Status LoadOptimizer(torch::optim::Optimizer& optimizer, const fs::path& p
     archive.load_from(path.string());
     optimizer.load(archive);
   } catch (const c10::Error& e) {
-    return absl::DataLossError(fmt::format("{}: cannot read the optimizer state: {}",
-                                           path.string(), e.what_without_backtrace()));
+    return absl::DataLossError(fmt::format("{}: cannot read the optimizer state: {}", path.string(),
+                                           e.what_without_backtrace()));
   }
   return absl::OkStatus();
 }
@@ -80,8 +79,8 @@ absl::StatusOr<std::optional<CheckpointState>> ReadState(const fs::path& run_dir
     state.fingerprint = j.at("fingerprint").get<std::string>();
     return std::optional<CheckpointState>(state);
   } catch (const json::exception& e) {
-    return absl::DataLossError(fmt::format("{}: not a checkpoint state: {}", path.string(),
-                                           e.what()));
+    return absl::DataLossError(
+        fmt::format("{}: not a checkpoint state: {}", path.string(), e.what()));
   }
 }
 
@@ -91,8 +90,7 @@ absl::Status WriteState(const fs::path& run_dir, const CheckpointState& state) {
             {"best_dice", state.best_dice},
             {"best_step", state.best_step},
             {"fingerprint", state.fingerprint}};
-  return common::base::WriteFileAtomically(CheckpointDir(run_dir) / "state.json",
-                                           j.dump(2) + "\n");
+  return common::base::WriteFileAtomically(CheckpointDir(run_dir) / "state.json", j.dump(2) + "\n");
 }
 
 common::tensors::Metadata StepMetadata(int64_t step, int64_t total) {
@@ -110,15 +108,14 @@ absl::StatusOr<std::unique_ptr<torch::optim::Optimizer>> MakeOptimizer(
     std::vector<at::Tensor> parameters, const v1::OptimizerConfig& config) {
   const double lr = config.learning_rate() > 0 ? config.learning_rate() : 1e-3;
   if (config.name() == "sgd") {
-    return std::unique_ptr<torch::optim::Optimizer>(new torch::optim::SGD(
-        std::move(parameters), torch::optim::SGDOptions(lr)
-                                   .momentum(config.momentum())
-                                   .weight_decay(config.weight_decay())));
+    return std::unique_ptr<torch::optim::Optimizer>(
+        new torch::optim::SGD(std::move(parameters), torch::optim::SGDOptions(lr)
+                                                         .momentum(config.momentum())
+                                                         .weight_decay(config.weight_decay())));
   }
   if (config.name() == "adamw" || config.name().empty()) {
     return std::unique_ptr<torch::optim::Optimizer>(new torch::optim::AdamW(
-        std::move(parameters),
-        torch::optim::AdamWOptions(lr).weight_decay(config.weight_decay())));
+        std::move(parameters), torch::optim::AdamWOptions(lr).weight_decay(config.weight_decay())));
   }
   return absl::InvalidArgumentError(
       fmt::format("optimizer.name: '{}' is not one of adamw, sgd", config.name()));
@@ -171,8 +168,8 @@ absl::StatusOr<LoopResult> RunTrainingLoop(const LoopOptions& options,
         return absl::FailedPreconditionError(fmt::format(
             "{} holds a checkpoint of a different run (configuration {} with {} steps; this run "
             "is {} with {} steps): use another output folder, or delete {} to start over",
-            options.run_dir.string(), saved->fingerprint, saved->total_steps,
-            options.fingerprint, budget.total_steps, ckpt.string()));
+            options.run_dir.string(), saved->fingerprint, saved->total_steps, options.fingerprint,
+            budget.total_steps, ckpt.string()));
       }
       ASSIGN_OR_RETURN(common::tensors::TensorMap weights,
                        common::tensors::LoadSafetensors(ckpt / "last.safetensors"));
@@ -186,9 +183,9 @@ absl::StatusOr<LoopResult> RunTrainingLoop(const LoopOptions& options,
   result.start_step = state.step;
   result.best_step = state.best_step;
 
-  const int64_t end_step =
-      options.stop_at_step >= 0 ? std::min(options.stop_at_step, budget.total_steps)
-                                : budget.total_steps;
+  const int64_t end_step = options.stop_at_step >= 0
+                               ? std::min(options.stop_at_step, budget.total_steps)
+                               : budget.total_steps;
   ProgressReporter progress(options.label, state.step, budget.total_steps, options.show_progress);
   MetricsLog metrics(files ? options.run_dir / "metrics.jsonl" : fs::path());
 
@@ -262,11 +259,10 @@ absl::StatusOr<LoopResult> RunTrainingLoop(const LoopOptions& options,
                    {"seconds", progress.ElapsedSeconds()},
                    {"slices_per_s", static_cast<double>(slices_seen) / progress.ElapsedSeconds()}};
     for (const auto& [name, value] : result.last_losses) record[name] = value;
-    std::string note = fmt::format("{} epoch {}/{} step {}/{} loss {:.4f}", options.label, epoch,
-                                   budget.epochs(), done, budget.total_steps,
-                                   result.last_losses["loss"]);
-    const bool validate =
-        hooks.validate && (epoch % interval == 0 || done == budget.total_steps);
+    std::string note =
+        fmt::format("{} epoch {}/{} step {}/{} loss {:.4f}", options.label, epoch, budget.epochs(),
+                    done, budget.total_steps, result.last_losses["loss"]);
+    const bool validate = hooks.validate && (epoch % interval == 0 || done == budget.total_steps);
     bool improved = false;
     if (validate) {
       ASSIGN_OR_RETURN(result.last_validation, hooks.validate());
@@ -312,12 +308,11 @@ absl::StatusOr<LoopResult> RunTrainingLoop(const LoopOptions& options,
       RETURN_IF_ERROR(write_checkpoint(result.steps_done));
     }
     ASSIGN_OR_RETURN(common::tensors::TensorMap weights,
-                     common::tensors::LoadSafetensors(fs::exists(source, ec)
-                                                          ? source
-                                                          : ckpt / "last.safetensors"));
+                     common::tensors::LoadSafetensors(
+                         fs::exists(source, ec) ? source : ckpt / "last.safetensors"));
     result.model_path = options.run_dir / "model.safetensors";
-    common::tensors::Metadata extra = StepMetadata(
-        source == best ? state.best_step : result.steps_done, budget.total_steps);
+    common::tensors::Metadata extra =
+        StepMetadata(source == best ? state.best_step : result.steps_done, budget.total_steps);
     if (source == best) extra["fedjoint.val_dice_mean"] = fmt::format("{:.6f}", state.best_dice);
     RETURN_IF_ERROR(hooks.write_model(result.model_path, weights, extra));
   }

@@ -72,8 +72,8 @@ struct LoopResult {
   int64_t total_steps = 0;
   int64_t steps_per_epoch = 0;
   bool finished = false;
-  double seconds = 0;               // wall time of this process's part
-  std::vector<double> epoch_losses;  // mean total loss of each epoch run in this process
+  double seconds = 0;                         // wall time of this process's part
+  std::vector<double> epoch_losses;           // mean total loss of each epoch run in this process
   std::map<std::string, double> last_losses;  // means over the last epoch
   ValidationResult last_validation;
   ValidationResult best_validation;
@@ -81,9 +81,9 @@ struct LoopResult {
   std::filesystem::path model_path;  // run_dir/model.safetensors when written
 };
 
-absl::StatusOr<LoopResult> RunTrainingLoop(const LoopOptions& options,
-                                           std::shared_ptr<const common::data::BatchSampler> sampler,
-                                           torch::optim::Optimizer& optimizer, LoopHooks& hooks);
+absl::StatusOr<LoopResult> RunTrainingLoop(
+    const LoopOptions& options, std::shared_ptr<const common::data::BatchSampler> sampler,
+    torch::optim::Optimizer& optimizer, LoopHooks& hooks);
 
 // The batch sampler a training config asks for (domain-balanced, augmentation as configured).
 absl::StatusOr<std::shared_ptr<const common::data::BatchSampler>> MakeSampler(

@@ -5,8 +5,8 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 namespace fedjoint::site_agent::training {
 
@@ -81,9 +81,9 @@ absl::StatusOr<ValidationResult> ValidateSlices(const common::data::SliceDataset
       at::Tensor p1 = torch::one_hot(prediction.clamp(0, classes - 1), max_classes)
                           .flatten(1, 2)
                           .to(torch::kDouble);  // [n, HW, C]
-      at::Tensor t1 =
-          torch::one_hot(truth_long.clamp(0, max_classes - 1), max_classes).flatten(1, 2).to(
-              torch::kDouble);
+      at::Tensor t1 = torch::one_hot(truth_long.clamp(0, max_classes - 1), max_classes)
+                          .flatten(1, 2)
+                          .to(torch::kDouble);
       inter.index_add_(0, subject_index, (p1 * t1).sum(1));
       pred_count.index_add_(0, subject_index, p1.sum(1));
       truth_count.index_add_(0, subject_index, t1.sum(1));
@@ -91,8 +91,7 @@ absl::StatusOr<ValidationResult> ValidateSlices(const common::data::SliceDataset
       start = end;
     }
   } catch (const c10::Error& e) {
-    return absl::InternalError(
-        fmt::format("validation failed: {}", e.what_without_backtrace()));
+    return absl::InternalError(fmt::format("validation failed: {}", e.what_without_backtrace()));
   }
 
   at::Tensor denominator = pred_count + truth_count;

@@ -43,8 +43,8 @@ struct ValidationResult {
 // Predicts labels (integer [n, H, W], values 0..C-1 of joint `joint`) for slices that all belong
 // to joint `joint`: `images` float [n, 1, H, W], `labels` uint8 [n, H, W] (the truth: a
 // segmentation network ignores it, the shape auto-encoder reconstructs it).
-using SlicePredictor = std::function<at::Tensor(const at::Tensor& images, const at::Tensor& labels,
-                                                int64_t joint)>;
+using SlicePredictor =
+    std::function<at::Tensor(const at::Tensor& images, const at::Tensor& labels, int64_t joint)>;
 
 // Runs `predict` over `dataset` in chunks of `batch_size` slices of one joint each and computes
 // per-subject Dice for every structure of `model`'s joints (both empty: 1, as metrics do).

@@ -23,8 +23,8 @@ class CheckpointStoreTest : public ::testing::Test {
     dir_ = fs::temp_directory_path() / ("fedjoint_store_" + std::to_string(::getpid()));
     fs::remove_all(dir_);
     ASSERT_TRUE(common::security::InitPki(dir_ / "pki", {}).ok());
-    auto signer = common::security::ModelSigner::Load(dir_ / "pki/signing.key",
-                                                      dir_ / "pki/signing.crt");
+    auto signer =
+        common::security::ModelSigner::Load(dir_ / "pki/signing.key", dir_ / "pki/signing.crt");
     ASSERT_TRUE(signer.ok()) << signer.status();
     signer_.emplace(std::move(*signer));
   }
@@ -42,10 +42,12 @@ class CheckpointStoreTest : public ::testing::Test {
 
   std::string WriteRound(CheckpointStore& store, int64_t round) {
     std::vector<float> values = {float(round), 2, 3};
-    common::tensors::TensorRef ref{"encoder.w", common::tensors::DType::kF32, {3},
+    common::tensors::TensorRef ref{"encoder.w",
+                                   common::tensors::DType::kF32,
+                                   {3},
                                    std::as_bytes(std::span<const float>(values))};
-    auto digest = store.WriteModel(round, std::span(&ref, 1), {{"round", std::to_string(round)}},
-                                   *signer_);
+    auto digest =
+        store.WriteModel(round, std::span(&ref, 1), {{"round", std::to_string(round)}}, *signer_);
     EXPECT_TRUE(digest.ok()) << digest.status();
     return *digest;
   }
@@ -124,8 +126,7 @@ TEST_F(CheckpointStoreTest, CorruptOrInconsistentStateIsAnError) {
                   .ok());
   auto missing = CheckpointStore::Open(dir_ / "state");
   ASSERT_FALSE(missing.ok());
-  EXPECT_THAT(std::string(missing.status().message()),
-              HasSubstr("says round 7 is finished but"));
+  EXPECT_THAT(std::string(missing.status().message()), HasSubstr("says round 7 is finished but"));
 }
 
 }  // namespace

@@ -186,7 +186,8 @@ TEST(OrchestratorTest, SiteFractionSelectsDeterministicSubset) {
   o.Poll(0);
   EXPECT_EQ(o.selected().size(), 5u);
   Orchestrator again(options, TwoPhases());
-  for (int i = 0; i < 10; ++i) ASSERT_TRUE(again.Join("s" + std::to_string(i), {{"knee", 1}}, 0).ok());
+  for (int i = 0; i < 10; ++i)
+    ASSERT_TRUE(again.Join("s" + std::to_string(i), {{"knee", 1}}, 0).ok());
   again.Poll(0);
   EXPECT_EQ(o.selected(), again.selected());
 }

@@ -28,8 +28,8 @@ namespace fedjoint {
 namespace {
 
 namespace fs = std::filesystem;
-using ::testing::HasSubstr;
 using common::tensors::TensorMap;
+using ::testing::HasSubstr;
 
 // The fake network: one global conv, a head per joint, site-scoped norms per joint.
 std::vector<coordinator::OwnedTensor> InitialModel(const v1::PhaseConfig&) {
@@ -97,9 +97,7 @@ class FakeTrainer : public site_agent::LocalTrainer {
 
 class FederationTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    (void)common::log::Setup({"warn", common::log::Format::kHuman});
-  }
+  static void SetUpTestSuite() { (void)common::log::Setup({"warn", common::log::Format::kHuman}); }
   void SetUp() override {
     dir_ = fs::temp_directory_path() /
            ("fedjoint_fed_" + std::to_string(::getpid()) + "_" +
@@ -112,7 +110,8 @@ class FederationTest : public ::testing::Test {
       auto issued = common::security::SignSiteRequest(dir_ / "pki", request->csr);
       ASSERT_TRUE(issued.ok()) << issued.status();
       // The operator sends the certificate back; the key never left the site's folder.
-      fs::copy_file(dir_ / "pki" / issued->file, dir_ / site / "pki" / (std::string(site) + ".crt"));
+      fs::copy_file(dir_ / "pki" / issued->file,
+                    dir_ / site / "pki" / (std::string(site) + ".crt"));
     }
   }
   void TearDown() override {
@@ -128,8 +127,8 @@ class FederationTest : public ::testing::Test {
     options.orchestrator.round_deadline_s = deadline_s;
     options.phases = {Phase(rounds)};
     options.max_update_bytes = 1 << 20;
-    auto signer = common::security::ModelSigner::Load(dir_ / "pki/signing.key",
-                                                      dir_ / "pki/signing.crt");
+    auto signer =
+        common::security::ModelSigner::Load(dir_ / "pki/signing.key", dir_ / "pki/signing.crt");
     ASSERT_TRUE(signer.ok()) << signer.status();
     auto job = coordinator::FederatedJob::Create(
         options, dir_ / "state",
@@ -156,8 +155,9 @@ class FederationTest : public ::testing::Test {
   std::unique_ptr<site_agent::CoordinatorClient> Client(const std::string& site,
                                                         const std::string& cert_site = "") {
     const std::string who = cert_site.empty() ? site : cert_site;
-    auto credentials = common::security::LoadClientCredentials(
-        dir_ / "pki/ca.crt", dir_ / who / "pki" / (who + ".crt"), dir_ / who / "pki" / (who + ".key"));
+    auto credentials = common::security::LoadClientCredentials(dir_ / "pki/ca.crt",
+                                                               dir_ / who / "pki" / (who + ".crt"),
+                                                               dir_ / who / "pki" / (who + ".key"));
     EXPECT_TRUE(credentials.ok()) << credentials.status();
     if (!credentials.ok()) return nullptr;
     site_agent::ClientOptions options;
@@ -209,7 +209,8 @@ TEST_F(FederationTest, ThreeSitesTwoRoundsScopedWeightedAverage) {
   EXPECT_EQ(a.calls, 2);
   EXPECT_EQ(job_->finished_rounds(), 2);
 
-  auto model = common::tensors::SafetensorsFile::Open(dir_ / "state/rounds/0002/global.safetensors");
+  auto model =
+      common::tensors::SafetensorsFile::Open(dir_ / "state/rounds/0002/global.safetensors");
   ASSERT_TRUE(model.ok()) << model.status();
   // Per round: global += (10*1 + 30*2 + 20*3) / 60; knee head += (10*1 + 30*2) / 40; ankle += 3.
   const float g = 2 * 130.f / 60.f;
@@ -219,8 +220,9 @@ TEST_F(FederationTest, ThreeSitesTwoRoundsScopedWeightedAverage) {
   EXPECT_THAT(Values(*model, "heads.knee.weight"),
               ::testing::ElementsAre(::testing::FloatNear(10 + 3.5f, 1e-5),
                                      ::testing::FloatNear(20 + 3.5f, 1e-5)));
-  EXPECT_THAT(Values(*model, "heads.ankle.weight"),
-              ::testing::ElementsAre(::testing::FloatNear(36, 1e-5), ::testing::FloatNear(46, 1e-5)));
+  EXPECT_THAT(
+      Values(*model, "heads.ankle.weight"),
+      ::testing::ElementsAre(::testing::FloatNear(36, 1e-5), ::testing::FloatNear(46, 1e-5)));
 
   // Site-scoped tensors never reach anything the coordinator stores.
   for (const auto& entry : fs::recursive_directory_iterator(dir_ / "state")) {
@@ -272,8 +274,9 @@ grpc::Status RawUpload(v1::Federation::Stub* stub, const v1::UploadHeader& heade
   }
   v1::UploadMessage trailer;
   trailer.mutable_trailer()->set_sha256(
-      sha256_override.empty() ? common::security::DigestToHex(common::security::Sha256Bytes(payload))
-                              : sha256_override);
+      sha256_override.empty()
+          ? common::security::DigestToHex(common::security::Sha256Bytes(payload))
+          : sha256_override);
   writer->Write(trailer);
   writer->WritesDone();
   grpc::Status status = writer->Finish();
@@ -359,8 +362,9 @@ TEST_F(RefusalTest, PeersWithoutAConsortiumCertificateOrClaimingAnotherSite) {
   auto a = Stub("site-a");
   s = Join(a.get(), "site-b");
   EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
-  EXPECT_EQ(s.error_message(),
-            "the client certificate identifies site 'site-a', but the request claims site 'site-b'");
+  EXPECT_EQ(
+      s.error_message(),
+      "the client certificate identifies site 'site-a', but the request claims site 'site-b'");
   EXPECT_TRUE(Join(a.get(), "site-a").ok());
 
   // A revoked site is refused without restarting the coordinator.
@@ -414,8 +418,8 @@ TEST_F(RefusalTest, MalformedHostileStaleAndDuplicateUpdates) {
 
   // The transfer digest must match the bytes.
   std::string payload = Payload(GoodUpdate());
-  grpc::Status s = RawUpload(x.get(), Header(1, int64_t(payload.size())), payload,
-                             std::string(64, '0'));
+  grpc::Status s =
+      RawUpload(x.get(), Header(1, int64_t(payload.size())), payload, std::string(64, '0'));
   EXPECT_EQ(s.error_code(), grpc::StatusCode::DATA_LOSS);
   EXPECT_THAT(s.error_message(), HasSubstr("transfer digest mismatch"));
   // Larger than the coordinator accepts (1 MiB here), declared or actually streamed.
@@ -432,12 +436,14 @@ TEST_F(RefusalTest, MalformedHostileStaleAndDuplicateUpdates) {
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_TRUE(response.accepted());
   s = RawUpload(x.get(), Header(1, int64_t(payload.size())), payload);
-  EXPECT_THAT(s.error_message(), ::testing::AnyOf(HasSubstr("duplicate"), HasSubstr("stale round")));
+  EXPECT_THAT(s.error_message(),
+              ::testing::AnyOf(HasSubstr("duplicate"), HasSubstr("stale round")));
   // The round finalized with exactly that update: the global model is its average (itself).
   for (int i = 0; i < 100 && job_->finished_rounds() < 1; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  auto model = common::tensors::SafetensorsFile::Open(dir_ / "state/rounds/0001/global.safetensors");
+  auto model =
+      common::tensors::SafetensorsFile::Open(dir_ / "state/rounds/0001/global.safetensors");
   ASSERT_TRUE(model.ok()) << model.status();
   EXPECT_THAT(Values(*model, "encoder.conv.weight"), ::testing::Each(1.f));
   // The ankle head had no contributor: it keeps its initial value.

@@ -33,8 +33,8 @@ TEST(PrototypeAveragerTest, CountWeightedMeanNormalizedPerDomainAndScale) {
 TEST(PrototypeAveragerTest, RefusesForeignDomainAndBadValuesAtomically) {
   PrototypeAverager avg;
   std::vector<std::string> knee = {"knee"};
-  auto foreign = avg.Add("a", knee,
-                         std::vector<Prototype>{{"knee", 0, {1, 0}, 1}, {"ankle", 0, {1, 0}, 1}});
+  auto foreign =
+      avg.Add("a", knee, std::vector<Prototype>{{"knee", 0, {1, 0}, 1}, {"ankle", 0, {1, 0}, 1}});
   ASSERT_FALSE(foreign.ok());
   EXPECT_EQ(foreign.message(),
             "prototypes from site 'a': domain 'ankle' is not a joint the site holds");

@@ -232,7 +232,7 @@ TEST(CoordinatorConfigTest, MissingRequiredSections) {
             "c.yaml: 2 problems\n"
             "c.yaml:6:11: job.phases: must not be empty\n"
             "c.yaml:7:3: job.old: unknown key (valid keys: min_sites, min_updates, "
-            "round_deadline_s, site_fraction, max_round_retries, phases)");
+            "round_deadline_s, site_fraction, max_round_retries, phases, id)");
 }
 
 TEST(CoordinatorConfigTest, CrossFieldRules) {
@@ -332,11 +332,10 @@ TEST(SiteConfigTest, CrossFieldRules) {
             "c.yaml:4:14: coordinator: needs a tls section: the coordinator only accepts mutual "
             "TLS");
   EXPECT_EQ(Errors<v1::SiteConfig>(yaml + "coordinator: coord\ntls: {ca_cert: a}\n"),
-            "c.yaml: 4 problems\n"
+            "c.yaml: 3 problems\n"
             "c.yaml:4:14: coordinator: expected host:port (e.g. 0.0.0.0:50051), got 'coord'\n"
             "c.yaml:5:6: tls.cert: missing required key\n"
-            "c.yaml:5:6: tls.key: missing required key\n"
-            "c.yaml:5:6: tls.model_signing_cert: missing required key");
+            "c.yaml:5:6: tls.key: missing required key");
   EXPECT_EQ(Errors<v1::SiteConfig>(yaml + "training: {steps: 0, epochs: 0}\n"),
             "c.yaml: 1 problem\n"
             "c.yaml:4:30: training.epochs: epochs and steps are both 0: set a local training "

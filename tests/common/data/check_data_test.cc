@@ -108,14 +108,13 @@ TEST_F(CheckDataTest, EveryDefectIsNamed) {
                                             std::string(4, '\0'))
                   .ok());
 
-  Manifest m = Load(
-      "subjects:\n" + Subject("good", "good_image.nii.gz", "good_label.nii.gz") +
-      Subject("missing", "nope_image.nii.gz", "") +
-      Subject("garbage", "garbage.nii.gz", "") + Subject("flat", "flat.nrrd", "") +
-      Subject("geo", "geo_image.nii.gz", "geo_label.nii.gz") +
-      Subject("odd", "good_image.nii.gz", "odd_label.nii.gz") +
-      Subject("empty", "dup_image.nii.gz", "empty_label.nii.gz") +
-      Subject("good", "dup_image.nii.gz", "dup_label.nii.gz") + kLabels);
+  Manifest m = Load("subjects:\n" + Subject("good", "good_image.nii.gz", "good_label.nii.gz") +
+                    Subject("missing", "nope_image.nii.gz", "") +
+                    Subject("garbage", "garbage.nii.gz", "") + Subject("flat", "flat.nrrd", "") +
+                    Subject("geo", "geo_image.nii.gz", "geo_label.nii.gz") +
+                    Subject("odd", "good_image.nii.gz", "odd_label.nii.gz") +
+                    Subject("empty", "dup_image.nii.gz", "empty_label.nii.gz") +
+                    Subject("good", "dup_image.nii.gz", "dup_label.nii.gz") + kLabels);
   DataReport report = CheckData(m);
   std::string text = report.ToText(m);
   ASSERT_EQ(report.subjects.size(), 8u);
@@ -145,9 +144,8 @@ TEST_F(CheckDataTest, CommandExitsNonZeroAndPrintsTable) {
        Subject("lost", "lost.nii.gz", "") + kLabels);
   const std::string site = std::string(FEDJOINT_BINARY_DIR) + "/site_agent/fedjoint-site";
   const std::string out = (dir_ / "out.txt").string();
-  int rc = std::system((site + " check-data " + (dir_ / "manifest.yaml").string() + " > " + out +
-                        " 2>&1")
-                           .c_str());
+  int rc = std::system(
+      (site + " check-data " + (dir_ / "manifest.yaml").string() + " > " + out + " 2>&1").c_str());
   EXPECT_NE(rc, 0);
   std::ifstream in(out);
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -156,9 +154,8 @@ TEST_F(CheckDataTest, CommandExitsNonZeroAndPrintsTable) {
   EXPECT_THAT(text, HasSubstr("1 of 2 subject(s) unusable"));
 
   Load("subjects:\n" + Subject("s0", "s0_image.nii.gz", "s0_label.nii.gz") + kLabels);
-  rc = std::system((site + " check-data " + (dir_ / "manifest.yaml").string() + " > " + out +
-                    " 2>&1")
-                       .c_str());
+  rc = std::system(
+      (site + " check-data " + (dir_ / "manifest.yaml").string() + " > " + out + " 2>&1").c_str());
   EXPECT_EQ(rc, 0);
 }
 

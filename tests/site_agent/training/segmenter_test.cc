@@ -42,8 +42,8 @@ BallScan MakeBallScan() {
     }
   }
   g.origin = {-12.0, 7.5, 20.0};
-  const std::array<double, 3> centre =
-      data::IndexToPhysical(g, {0.6 * (g.size[0] - 1), 0.45 * (g.size[1] - 1), 0.5 * (g.size[2] - 1)});
+  const std::array<double, 3> centre = data::IndexToPhysical(
+      g, {0.6 * (g.size[0] - 1), 0.45 * (g.size[1] - 1), 0.5 * (g.size[2] - 1)});
   at::Tensor image = torch::zeros({g.size[2], g.size[1], g.size[0]}, torch::kFloat);
   at::Tensor truth = torch::zeros({g.size[2], g.size[1], g.size[0]}, torch::kByte);
   for (int64_t k = 0; k < g.size[2]; ++k) {
@@ -107,8 +107,9 @@ TEST(SegmenterTest, PredictionOverlaysTheScanAfterInPlaneResampling) {
     at::Tensor idx = mask.gt(0).nonzero().to(torch::kDouble);
     return idx.mean(0);
   };
-  EXPECT_LT((centroid(result->labels.voxels) - centroid(scan.truth.voxels)).abs().max().item<double>(),
-            0.3);
+  EXPECT_LT(
+      (centroid(result->labels.voxels) - centroid(scan.truth.voxels)).abs().max().item<double>(),
+      0.3);
 }
 
 TEST(SegmenterTest, NetworkOutputHasTheInputGeometry) {

@@ -66,7 +66,8 @@ inline v1::ModelConfig TinyModel(const std::vector<std::string>& joints = {"knee
   for (const std::string& name : joints) {
     auto* joint = model.add_joints();
     joint->set_name(name);
-    for (const auto& bone : *common::data::PhantomBoneNames(name)) joint->add_structures(bone);
+    const auto bones = common::data::PhantomBoneNames(name);
+    for (const auto& bone : *bones) joint->add_structures(bone);
   }
   return model;
 }

@@ -179,10 +179,10 @@ TEST_F(TrainerTest, StrictLoadingNamesTheMismatchedTensor) {
   weights["extra.weight"] = torch::zeros({1});
   absl::Status status = (*trainer)->LoadWeights(weights);
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(status.message(),
-              AllOf(HasSubstr("1 missing (encoder.conv1.weight)"),
-                    HasSubstr("1 unexpected (extra.weight)"),
-                    HasSubstr("heads.knee.weight: file [3, 8, 1, 1] vs model [5, ")));
+  EXPECT_THAT(
+      status.message(),
+      AllOf(HasSubstr("1 missing (encoder.conv1.weight)"), HasSubstr("1 unexpected (extra.weight)"),
+            HasSubstr("heads.knee.weight: file [3, 8, 1, 1] vs model [5, ")));
 }
 
 TEST_F(TrainerTest, FederatedRoundKeepsNamesAndReturnsUnitPrototypes) {
@@ -201,7 +201,8 @@ TEST_F(TrainerTest, FederatedRoundKeepsNamesAndReturnsUnitPrototypes) {
   *task.mutable_model() = test_util::TinyModel({"ankle", "knee"});
   *task.mutable_local() = test_util::TinyTraining(2);
   task.mutable_local()->mutable_loss()->set_contrastive_weight(0.1);
-  for (auto [pattern, scope] : {std::pair{"*norm*", "site"}, {"heads.*", "domain"}, {"*", "global"}}) {
+  for (auto [pattern, scope] :
+       {std::pair{"*norm*", "site"}, {"heads.*", "domain"}, {"*", "global"}}) {
     auto* rule = task.add_scopes();
     rule->set_pattern(pattern);
     rule->set_scope(scope);
