@@ -6,20 +6,22 @@ function(fedjoint_warnings target)
 endfunction()
 
 # One precompiled <torch/torch.h>, built once and reused by every torch translation unit.
-# It links Threads (-pthread) because gRPC targets add -pthread, and GCC silently ignores a PCH
-# built without it ("_REENTRANT is defined"). -Winvalid-pch makes any such mismatch visible.
+# Every torch TU and the PCH itself compile with -pthread: gRPC targets add it (it defines
+# _REENTRANT), and GCC ignores a PCH built with a different _REENTRANT ("not used because
+# `_REENTRANT' is defined"), which made each site_agent TU parse <torch/torch.h> from scratch.
+# Threads::Threads alone does not add the flag with glibc >= 2.34. -Winvalid-pch shows mismatches.
 if(FEDJOINT_USE_PCH)
   add_library(fedjoint_torch_pch STATIC "${PROJECT_SOURCE_DIR}/cmake/torch_pch.cc")
   target_link_libraries(fedjoint_torch_pch PUBLIC torch Threads::Threads)
   target_precompile_headers(fedjoint_torch_pch PRIVATE <torch/torch.h>)
-  target_compile_options(fedjoint_torch_pch PUBLIC -Winvalid-pch)
+  target_compile_options(fedjoint_torch_pch PUBLIC -Winvalid-pch -pthread)
 endif()
 
 function(fedjoint_use_torch target)
   target_link_libraries(${target} PUBLIC torch Threads::Threads)
   if(FEDJOINT_USE_PCH)
     target_precompile_headers(${target} REUSE_FROM fedjoint_torch_pch)
-    target_compile_options(${target} PRIVATE -Winvalid-pch)
+    target_compile_options(${target} PRIVATE -Winvalid-pch -pthread)
   endif()
 endfunction()
 

@@ -103,13 +103,27 @@ absl::Status Status(const std::string& state_dir) {
   if (!fs::exists(fs::path(state_dir) / "state.json")) {
     return absl::NotFoundError(absl::StrCat(state_dir, ": no coordinator state here (state.json)"));
   }
-  auto store = CheckpointStore::Open(state_dir);
+  // Read-only: status may run beside a live coordinator, which owns the folder (Open would create
+  // folders and repair or rewrite rounds.jsonl under it).
+  auto store = CheckpointStore::OpenReadOnly(state_dir);
   if (!store.ok()) return store.status();
   auto state = store->LoadState();
   if (!state.ok()) return state.status();
+  if (!state->has_value()) {
+    return absl::NotFoundError(absl::StrCat(state_dir, ": no coordinator state here (state.json)"));
+  }
   auto log = store->ReadRoundLog();
   if (!log.ok()) return log.status();
   const JobState& s = **state;
+  // A crash between committing state.json and appending to the log leaves the latest round only
+  // in state.json (the next `serve` appends it); show it as the log will.
+  int64_t last_logged = 0;
+  for (const auto& line : *log)
+    last_logged = std::max(last_logged, line.value("round", int64_t{0}));
+  if (s.last_round_record.is_object() &&
+      s.last_round_record.value("round", int64_t{0}) > last_logged) {
+    log->push_back(s.last_round_record);
+  }
   std::cout << "job " << s.job_id << ": " << s.finished_rounds << " round(s) finished";
   if (!s.global_digest.empty()) std::cout << ", global model " << s.global_digest.substr(0, 16);
   std::cout << "\n\nsites:\n";

@@ -23,7 +23,7 @@ packages=(
   python3 python3-numpy python3-nibabel plastimatch
 )
 if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(python3-torch python3-matplotlib)
+  packages+=(python3-torch python3-matplotlib python3-yaml)
 fi
 
 missing=()

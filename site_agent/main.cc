@@ -6,6 +6,7 @@
 #include "site_agent/phantoms_command.h"
 #include "site_agent/pki_command.h"
 #include "site_agent/run_command.h"
+#include "site_agent/segment_command.h"
 #include "site_agent/train_command.h"
 
 int main(int argc, char** argv) {
@@ -19,5 +20,6 @@ int main(int argc, char** argv) {
   fedjoint::site_agent::AddPhantomsCommand(program);
   fedjoint::site_agent::AddTrainCommand(program);
   fedjoint::site_agent::AddEvaluateCommand(program);
+  fedjoint::site_agent::AddSegmentCommand(program);
   return program.Run(argc, argv);
 }

@@ -2,6 +2,8 @@
 
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "absl/strings/str_cat.h"
 #include "common/config/config.h"
 #include "common/data/manifest.h"
@@ -42,16 +44,21 @@ absl::StatusOr<Site> Connect(const std::string& config_path) {
 }
 
 // The model configuration used to count samples when joining: the site's own `model` section,
-// or one derived from the manifest's joints (the task's model decides training later).
-v1::ModelConfig JoinModel(const v1::SiteConfig& config, const common::data::Manifest& manifest) {
+// or one derived from the manifest's joints (the task's model decides training later; a task
+// slicing along another axis may count more slices, which SiteRunner caps at the declaration). The
+// derived one goes through the config parser so every other field gets its documented default
+// (input size, slice axis, spacing), exactly as a `model:` section naming only the joints would.
+absl::StatusOr<v1::ModelConfig> JoinModel(const v1::SiteConfig& config,
+                                          const common::data::Manifest& manifest) {
   if (config.has_model()) return config.model();
-  v1::ModelConfig model;
+  nlohmann::json joints = nlohmann::json::array();
   for (const auto& [joint, labels] : manifest.labels) {
-    auto* j = model.add_joints();
-    j->set_name(joint);
-    for (const auto& name : manifest.Structures(joint)) j->add_structures(name);
+    joints.push_back({{"name", joint}, {"structures", manifest.Structures(joint)}});
   }
-  return model;
+  // JSON is YAML: the manifest's names are quoted safely whatever they contain.
+  const std::string yaml = nlohmann::json{{"joints", joints}}.dump();
+  return common::config::ParseConfig<v1::ModelConfig>(
+      yaml, absl::StrCat(manifest.file.string(), " (joints of the manifest)"));
 }
 
 absl::Status Run(const std::string& config_path) {
@@ -69,8 +76,11 @@ absl::Status Run(const std::string& config_path) {
   if (!trainer.ok()) return trainer.status();
   auto manifest = common::data::LoadManifest(config.manifest());
   if (!manifest.ok()) return manifest.status();
-  auto samples = (*trainer)->SamplesByJoint(JoinModel(config, *manifest),
-                                            config.training().validation_fraction());
+  auto join_model = JoinModel(config, *manifest);
+  if (!join_model.ok()) return join_model.status();
+  // All labelled slices (no validation holdout): the task decides the holdout later, and an
+  // update must never claim more than was declared here.
+  auto samples = (*trainer)->SamplesByJoint(*join_model);
   if (!samples.ok()) return samples.status();
   SiteRunnerOptions options;
   options.site = config.name();
@@ -86,7 +96,15 @@ absl::Status PullModel(const std::string& config_path, const std::string& out) {
   SiteRunnerOptions options;
   options.site = site->config.name();
   options.state_dir = site->config.state_dir();
-  SiteRunner runner(options, site->client.get(), std::move(*site->verifier), nullptr);
+  // The trainer only re-estimates this site's normalization statistics for the pulled weights.
+  training::FederatedTrainerOptions trainer_options;
+  trainer_options.manifest = site->config.manifest();
+  trainer_options.threads = site->config.threads();
+  trainer_options.loader_threads = site->config.loader_threads();
+  trainer_options.seed = uint64_t(site->config.seed());
+  auto trainer = training::FederatedTrainer::Create(trainer_options);
+  if (!trainer.ok()) return trainer.status();
+  SiteRunner runner(options, site->client.get(), std::move(*site->verifier), trainer->get());
   return runner.PullLatest(out);
 }
 

@@ -99,10 +99,12 @@ absl::Status AtomicFileWriter::Write(std::string_view data) {
   return Write(std::as_bytes(std::span<const char>(data.data(), data.size())));
 }
 
-absl::Status AtomicFileWriter::Commit() {
+absl::Status AtomicFileWriter::Commit(Sync sync) {
   if (fd_ < 0)
     return absl::FailedPreconditionError(absl::StrCat(path_.string(), ": writer closed"));
-  if (::fsync(fd_) != 0) return ErrnoToStatus(errno, "fsync failed", temp_path_.string());
+  if (sync == Sync::kFull && ::fsync(fd_) != 0) {
+    return ErrnoToStatus(errno, "fsync failed", temp_path_.string());
+  }
   if (::close(fd_) != 0) {
     fd_ = -1;
     return ErrnoToStatus(errno, "close failed", temp_path_.string());
@@ -112,7 +114,7 @@ absl::Status AtomicFileWriter::Commit() {
     return ErrnoToStatus(errno, "cannot rename temporary file into place", path_.string());
   }
   temp_path_.clear();
-  return FsyncDirectory(path_.parent_path());
+  return sync == Sync::kFull ? FsyncDirectory(path_.parent_path()) : absl::OkStatus();
 }
 
 absl::Status WriteFileAtomically(const std::filesystem::path& path, std::string_view contents,

@@ -32,8 +32,12 @@ class AtomicFileWriter {
 
   absl::Status Write(std::span<const std::byte> data);
   absl::Status Write(std::string_view data);
-  // fsync, rename over the destination, fsync the directory.
-  absl::Status Commit();
+  // kFull: fsync, rename over the destination, fsync the directory. kSkip leaves out both fsyncs:
+  // for caches whose content is verified on every use (a file torn or lost by a power cut is
+  // detected and fetched again), where waiting for the disk would only cost time. The rename
+  // still shows other processes the complete file or none.
+  enum class Sync { kFull, kSkip };
+  absl::Status Commit(Sync sync = Sync::kFull);
 
   const std::filesystem::path& path() const { return path_; }
   std::size_t bytes_written() const { return bytes_written_; }

@@ -31,6 +31,9 @@ int Program::Run(int argc, char** argv) {
   options.level = log_level_;
   absl::Status setup = log::ParseFormat(log_format_, &options.format);
   if (setup.ok()) setup = log::Setup(options);
+  // A command's config file may set logging too (common/config applies it on load); what was
+  // given here explicitly wins.
+  log::SetCommandLineOverrides(app_.count("--log-level") > 0, app_.count("--log-format") > 0);
   if (!setup.ok()) {
     std::cerr << name_ << ": " << setup.message() << "\n";
     return 2;

@@ -13,6 +13,7 @@
 #include "common/base/status_macros.h"
 #include "common/config/validate.h"
 #include "common/config/yaml_loader.h"
+#include "common/log/logging.h"
 #include "fedjoint/v1/config.pb.h"
 
 namespace fedjoint::common::config {
@@ -34,10 +35,18 @@ CrossFieldCheck CrossFieldCheckFor() {
 }
 
 // Errors: NotFound for a missing file; InvalidArgument listing every problem in it.
+// Loading a program's config (coordinator or site) also applies its `logging:` section, so every
+// command that reads one logs as it says; --log-level / --log-format given explicitly win.
 template <typename T>
 absl::StatusOr<T> LoadConfig(const std::filesystem::path& file) {
   T config;
   RETURN_IF_ERROR(LoadYamlInto(file, &config, CrossFieldCheckFor<T>()));
+  if constexpr (std::is_same_v<T, v1::CoordinatorConfig> || std::is_same_v<T, v1::SiteConfig>) {
+    if (config.has_logging()) {
+      RETURN_IF_ERROR(
+          log::ApplyConfigSettings(config.logging().level(), config.logging().format()));
+    }
+  }
   return config;
 }
 

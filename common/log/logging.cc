@@ -39,6 +39,8 @@ struct State {
   std::mutex mutex;
   spdlog::sink_ptr sink;
   spdlog::level::level_enum level = spdlog::level::info;
+  bool command_line_level = false;
+  bool command_line_format = false;
 };
 
 State& GlobalState() {
@@ -79,20 +81,56 @@ absl::Status ParseFormat(std::string_view text, Format* format) {
   return absl::OkStatus();
 }
 
-absl::Status Setup(const Options& options) {
-  spdlog::level::level_enum level;
-  if (auto s = ParseLevel(options.level, &level); !s.ok()) return s;
-  State& state = GlobalState();
-  std::lock_guard lock(state.mutex);
+namespace {
+
+void SetLevelLocked(State& state, spdlog::level::level_enum level) {
   state.level = level;
-  if (options.format == Format::kJson) {
+  spdlog::apply_all(
+      [level](const std::shared_ptr<spdlog::logger>& logger) { logger->set_level(level); });
+}
+
+void SetFormatLocked(State& state, Format format) {
+  if (format == Format::kJson) {
     state.sink->set_formatter(std::make_unique<JsonFormatter>());
   } else {
     state.sink->set_formatter(
         std::make_unique<spdlog::pattern_formatter>("%Y-%m-%d %H:%M:%S.%e %^%-5l%$ [%n] %v"));
   }
-  spdlog::apply_all(
-      [level](const std::shared_ptr<spdlog::logger>& logger) { logger->set_level(level); });
+}
+
+}  // namespace
+
+absl::Status Setup(const Options& options) {
+  spdlog::level::level_enum level;
+  if (auto s = ParseLevel(options.level, &level); !s.ok()) return s;
+  State& state = GlobalState();
+  std::lock_guard lock(state.mutex);
+  SetLevelLocked(state, level);
+  SetFormatLocked(state, options.format);
+  return absl::OkStatus();
+}
+
+void SetCommandLineOverrides(bool level, bool format) {
+  State& state = GlobalState();
+  std::lock_guard lock(state.mutex);
+  state.command_line_level = level;
+  state.command_line_format = format;
+}
+
+absl::Status ApplyConfigSettings(std::string_view level_text, std::string_view format_text) {
+  spdlog::level::level_enum level = spdlog::level::info;
+  Format format = Format::kHuman;
+  // Both are checked before either is applied.
+  if (!level_text.empty()) {
+    if (auto s = ParseLevel(level_text, &level); !s.ok()) return s;
+  }
+  if (!format_text.empty()) {
+    if (auto s = ParseFormat(format_text, &format); !s.ok()) return s;
+  }
+  State& state = GlobalState();
+  std::lock_guard lock(state.mutex);
+  if (!level_text.empty() && !state.command_line_level) SetLevelLocked(state, level);
+  if (!format_text.empty() && !state.command_line_format) SetFormatLocked(state, format);
   return absl::OkStatus();
 }
 

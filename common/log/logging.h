@@ -27,6 +27,13 @@ absl::Status ParseFormat(std::string_view text, Format* format);
 // Configures every logger (existing and future). Call once at startup, after CLI parsing.
 absl::Status Setup(const Options& options);
 
+// Records which settings the command line gave explicitly (--log-level, --log-format): those win
+// over a configuration file's `logging:` section.
+void SetCommandLineOverrides(bool level, bool format);
+// Applies a configuration file's `logging:` section (an empty value keeps the current setting),
+// except what the command line set explicitly. Called when a command loads its config.
+absl::Status ApplyConfigSettings(std::string_view level, std::string_view format);
+
 // The logger for `component`, created on first use with the configured sink and format.
 std::shared_ptr<spdlog::logger> Get(const std::string& component);
 

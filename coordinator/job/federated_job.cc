@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -14,6 +15,7 @@
 #include "common/base/status.h"
 #include "common/log/logging.h"
 #include "common/tensors/safetensors_writer.h"
+#include "google/protobuf/util/json_util.h"
 
 namespace fedjoint::coordinator {
 namespace {
@@ -51,12 +53,49 @@ std::vector<std::string> JointsOf(const PhaseConfig& phase) {
   return joints;
 }
 
+// The metadata of every model file the coordinator publishes. The phase's network description
+// travels inside the file (the same JSON as site_agent/inference/model_spec.h writes), so a site
+// can evaluate or segment with a downloaded model without a copy of the coordinator's config.
+tensors::Metadata ModelMetadata(const PhaseConfig& phase, const std::string& job_id,
+                                int64_t round) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  options.always_print_primitive_fields = true;
+  std::string model_json;
+  // Cannot fail for a valid message (no Any fields to resolve).
+  (void)google::protobuf::util::MessageToJsonString(phase.model(), &model_json, options);
+  return {{"fedjoint.job", job_id},
+          {"fedjoint.phase", phase.name()},
+          {"fedjoint.round", std::to_string(round)},
+          {"fedjoint.model_config", model_json}};
+}
+
 std::vector<std::string> SiteJoints(const Orchestrator& o, const std::string& site) {
   std::vector<std::string> joints;
   auto it = o.sites().find(site);
   if (it == o.sites().end()) return joints;
   for (const auto& [joint, n] : it->second.samples_by_joint) joints.push_back(joint);
   return joints;
+}
+
+// A site's metrics as the round record stores them (non-finite values as null), or an error when
+// they exceed the documented bounds (256 values, names of at most 128 characters).
+absl::StatusOr<nlohmann::json> MetricsJson(const std::string& site,
+                                           const google::protobuf::Map<std::string, double>& in) {
+  if (in.size() > 256) {
+    return absl::InvalidArgumentError(absl::StrCat("metrics from site '", site, "': too large (",
+                                                   in.size(), " values, at most 256)"));
+  }
+  nlohmann::json values = nlohmann::json::object();
+  for (const auto& [k, v] : in) {
+    if (k.size() > 128) {
+      return absl::InvalidArgumentError(absl::StrCat("metrics from site '", site,
+                                                     "': too large (a name of ", k.size(),
+                                                     " characters, at most 128)"));
+    }
+    values[k] = std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr);
+  }
+  return values;
 }
 
 }  // namespace
@@ -145,6 +184,12 @@ absl::Status FederatedJob::Resume(double now_s) {
   } else {
     state_.job_id = options_.job_id;
   }
+  // Spool files of uploads that were in flight when the previous process died: their round
+  // restarts from scratch (no update is carried over), so they are garbage.
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(store_.dir() / "uploads", ec)) {
+    if (entry.path().extension() == ".part") fs::remove(entry.path(), ec);
+  }
   std::vector<PhasePlan> plans;
   for (const auto& p : options_.phases) plans.push_back({p.name(), p.rounds()});
   orchestrator_ = Orchestrator(options_.orchestrator, plans, state_.finished_rounds);
@@ -174,14 +219,28 @@ absl::Status FederatedJob::Resume(double now_s) {
   return store_.SaveState(state_);
 }
 
-absl::StatusOr<PublishedModel> FederatedJob::Register(const fs::path& path) {
-  auto file = tensors::SafetensorsFile::Open(path);
+absl::StatusOr<PublishedModel> FederatedJob::Register(const fs::path& path,
+                                                      const WrittenModel* written) {
+  // A model this process has just written comes with its digests (computed from the bytes as
+  // they were written): reading the file back to hash it twice more would prove nothing. A model
+  // found on disk (after a restart) is verified in full.
+  auto file = tensors::SafetensorsFile::Open(path, {.verify_digest = written == nullptr});
   if (!file.ok()) return file.status();
+  if (written && file->digest() != written->digest) {
+    return absl::DataLossError(absl::StrCat(path.string(), ": stored digest ", file->digest(),
+                                            " is not the one written, ", written->digest));
+  }
   auto sig = common::base::ReadSmallFile(common::security::SignaturePathFor(path), 64 << 10);
   if (!sig.ok()) return sig.status();
-  auto sha = common::security::Sha256File(path);
-  if (!sha.ok()) return sha.status();
-  PublishedModel model{path, file->digest(), common::security::DigestToHex(*sha), *sig,
+  common::security::Sha256Digest sha;
+  if (written) {
+    sha = written->file_sha256;
+  } else {
+    auto hashed = common::security::Sha256File(path);
+    if (!hashed.ok()) return hashed.status();
+    sha = *hashed;
+  }
+  PublishedModel model{path, file->digest(), common::security::DigestToHex(sha), *sig,
                        int64_t(fs::file_size(path))};
   models_[model.digest] = model;
   return model;
@@ -214,10 +273,7 @@ absl::StatusOr<PublishedModel> FederatedJob::PublishInitialModel(const PhaseConf
   }
   std::error_code ec;
   fs::create_directories(path.parent_path(), ec);
-  if (auto s = tensors::WriteSafetensors(path, refs,
-                                         {{"fedjoint.phase", phase.name()},
-                                          {"fedjoint.job", options_.job_id},
-                                          {"fedjoint.round", "0"}});
+  if (auto s = tensors::WriteSafetensors(path, refs, ModelMetadata(phase, options_.job_id, 0));
       !s.ok()) {
     return s;
   }
@@ -374,8 +430,15 @@ absl::Status FederatedJob::PrepareRoundLocked() {
   const int64_t round = orchestrator_.current_round();
   auto start = StartModelOf(round);
   if (!start.ok()) return start.status();
-  auto file = tensors::SafetensorsFile::Open(start->path);
+  // Every published model was verified when registered (read back in full at startup, or
+  // written by this process), so its digest is not recomputed for each round.
+  auto file = tensors::SafetensorsFile::Open(start->path, {.verify_digest = false});
   if (!file.ok()) return file.status();
+  if (file->digest() != start->digest) {
+    return absl::DataLossError(absl::StrCat(start->path.string(), ": stored digest ",
+                                            file->digest(), " is not the registered ",
+                                            start->digest));
+  }
   const PhaseConfig& phase = PhaseConfigOf(round);
   auto rules = RulesOf(phase);
   if (!rules.ok()) return rules.status();
@@ -389,7 +452,10 @@ absl::Status FederatedJob::PrepareRoundLocked() {
     shared.push_back({{info.name, info.shape, *values}, *scope});
   }
   start_model_.emplace(std::move(*file));
-  aggregator_ = std::make_unique<agg::ScopedFedAvg>(std::move(shared), options_.update_limits);
+  // A phase's own bound wins: phases train different networks whose honest update norms differ.
+  agg::UpdateLimits limits = options_.update_limits;
+  if (phase.max_update_norm() > 0) limits.max_update_norm = phase.max_update_norm();
+  aggregator_ = std::make_unique<agg::ScopedFedAvg>(std::move(shared), limits);
   prototypes_.Reset();
   prepared_token_ = orchestrator_.round_token();
   round_opened_s_ =
@@ -415,6 +481,8 @@ absl::StatusOr<std::unique_ptr<UploadSink>> FederatedJob::BeginUpload(
         absl::StrCat("update from site '", site, "': declared size ", header.total_bytes(),
                      " bytes outside 1..", options_.max_update_bytes));
   }
+  // Checked before the upload starts, so a site does not stream an update only to have it refused.
+  if (auto metrics = MetricsJson(site, header.metrics()); !metrics.ok()) return metrics.status();
   if (auto s = PrepareRoundLocked(); !s.ok()) return s;
   auto token = orchestrator_.BeginUpdate(site, header.round(), header.num_samples(), now_s);
   if (!token.ok()) return token.status();
@@ -519,6 +587,10 @@ absl::StatusOr<std::string> FederatedJob::FinishUpload(std::unique_ptr<UploadSin
                                     {"digest", file->digest()},
                                     {"bytes", sink->received_},
                                     {"received_unix_s", now_s}};
+  // Recorded with the update, under the same lock: the round cannot be finalized in between.
+  if (!sink->header_.metrics().empty()) {
+    round_record_["metrics"][site] = *MetricsJson(site, sink->header_.metrics());
+  }
   Log()->info("round {}: accepted update from '{}' ({} samples, {:.1f} MB)", sink->header_.round(),
               site, sink->header_.num_samples(), double(sink->received_) / 1e6);
   return file->digest();
@@ -544,16 +616,13 @@ absl::Status FederatedJob::ReportMetrics(const std::string& site,
                                          const fedjoint::v1::MetricsReport& report, double now_s) {
   std::lock_guard lock(mutex_);
   orchestrator_.Touch(site, now_s);
-  nlohmann::json values = nlohmann::json::object();
-  for (const auto& [k, v] : report.values()) {
-    if (k.size() > 128 || report.values().size() > 256) {
-      return absl::InvalidArgumentError(absl::StrCat("metrics from site '", site, "': too large"));
-    }
-    values[k] = std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr);
-  }
+  auto values = MetricsJson(site, report.values());
+  if (!values.ok()) return values.status();
+  // Older agents report metrics after their upload; those of the upload that completed a round
+  // arrive after it was finalized and are not recorded (current agents send them in the header).
   if (orchestrator_.state() == RoundState::kOpen &&
       report.round() == orchestrator_.current_round()) {
-    round_record_["metrics"][site] = values;
+    round_record_["metrics"][site] = std::move(*values);
   }
   return absl::OkStatus();
 }
@@ -566,14 +635,13 @@ absl::Status FederatedJob::FinalizeLocked(const FinalizeRequest& request, double
     refs.push_back({infos[i].name, tensors::DType::kF32, infos[i].shape,
                     std::as_bytes(std::span<const float>(averaged[i]))});
   }
-  auto digest = store_.WriteModel(request.round, refs,
-                                  {{"fedjoint.job", options_.job_id},
-                                   {"fedjoint.phase", request.phase},
-                                   {"fedjoint.round", std::to_string(request.round)}},
-                                  *signer_);
-  if (!digest.ok()) return digest.status();
-  auto model = Register(store_.ModelPath(request.round));
+  auto written = store_.WriteModel(
+      request.round, refs,
+      ModelMetadata(PhaseConfigOf(request.round), options_.job_id, request.round), *signer_);
+  if (!written.ok()) return written.status();
+  auto model = Register(store_.ModelPath(request.round), &*written);
   if (!model.ok()) return model.status();
+  const std::string* digest = &written->digest;
 
   std::vector<agg::Prototype> protos = prototypes_.Finalize();
   published_prototypes_.clear();

@@ -46,6 +46,7 @@ using InitialModelFn =
 struct JobOptions {
   std::string job_id = "fedjoint-job";
   OrchestratorOptions orchestrator;
+  // For phases whose PhaseConfig.max_update_norm is 0 (a phase's own bound wins).
   common::aggregation::UpdateLimits update_limits;
   int64_t max_update_bytes = int64_t{2} << 30;
   std::vector<fedjoint::v1::PhaseConfig> phases;
@@ -139,7 +140,10 @@ class FederatedJob {
   const fedjoint::v1::PhaseConfig& PhaseConfigOf(int64_t round) const;
   int64_t FirstRoundOf(const std::string& phase) const;
   absl::StatusOr<PublishedModel> PublishInitialModel(const fedjoint::v1::PhaseConfig& phase);
-  absl::StatusOr<PublishedModel> Register(const std::filesystem::path& path);
+  // Makes a model servable. `written`: the digests WriteModel computed, when this process wrote
+  // it (else the file is verified and hashed).
+  absl::StatusOr<PublishedModel> Register(const std::filesystem::path& path,
+                                          const WrittenModel* written = nullptr);
   absl::StatusOr<PublishedModel> StartModelOf(int64_t round);
   absl::Status PrepareRoundLocked();  // builds the aggregator for the round just opened
   absl::Status FinalizeLocked(const FinalizeRequest& request, double now_s);

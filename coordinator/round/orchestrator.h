@@ -86,10 +86,10 @@ class Orchestrator {
   TaskDecision TaskFor(const std::string& site, double now_s);
 
   // An upload for (round) begins: refused with FailedPrecondition when the round is stale or not
-  // open, the site was not selected, or it already sent an update (duplicate); InvalidArgument
-  // when it claims more samples than it declared. On OK the site is marked as uploading so a
-  // concurrent duplicate is refused too, and the returned token identifies this opening of the
-  // round (a retried round has the same number but a new token).
+  // open or the site was not selected; AlreadyExists when it already sent an update or has one in
+  // flight (duplicate); InvalidArgument when it claims more samples than it declared. On OK the
+  // site is marked as uploading so a concurrent duplicate is refused too, and the returned token
+  // identifies this opening of the round (a retried round has the same number but a new token).
   absl::StatusOr<int64_t> BeginUpdate(const std::string& site, int64_t round, int64_t num_samples,
                                       double now_s);
   // The upload was validated and aggregated (accepted = true), or failed (then the site may retry

@@ -1,11 +1,15 @@
 #include "coordinator/service/federation_service.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "common/base/status.h"
 #include "common/log/logging.h"
 #include "common/security/peer_identity.h"
-#include "common/tensors/mapped_file.h"
 
 namespace fedjoint::coordinator {
 namespace {
@@ -191,7 +195,10 @@ class FederationService::Download final : public grpc::ServerWriteReactor<fedjoi
     if (!ok) return Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "stream broken"));
     WriteNext();
   }
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    if (fd_ >= 0) ::close(fd_);
+    delete this;
+  }
 
  private:
   absl::Status Start(FederationService* service, grpc::CallbackServerContext* context,
@@ -200,13 +207,16 @@ class FederationService::Download final : public grpc::ServerWriteReactor<fedjoi
     if (!site.ok()) return site.status();
     auto model = service->job_->FindModel(request->model_digest());
     if (!model.ok()) return model.status();
-    auto mapping = common::tensors::MappedFile::Open(model->path, /*populate=*/false);
-    if (!mapping.ok()) return mapping.status();
     if (request->offset() < 0 || request->offset() > model->size) {
       return absl::OutOfRangeError(absl::StrCat("download offset ", request->offset(),
                                                 " outside the model's ", model->size, " bytes"));
     }
-    mapping_ = std::move(*mapping);
+    // Read with pread into each chunk (the one copy a chunk needs anyway) rather than mapped:
+    // a mapping per concurrent download would count the model once per site in the
+    // coordinator's resident memory, and keep pages of models no one downloads any more.
+    fd_ = ::open(model->path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0) return common::base::ErrnoToStatus(errno, "cannot open", model->path.string());
+    path_ = model->path.string();
     offset_ = request->offset();
     total_ = model->size;
     sha256_ = model->file_sha256;
@@ -223,14 +233,27 @@ class FederationService::Download final : public grpc::ServerWriteReactor<fedjoi
       first_ = false;
     }
     const int64_t n = std::min(chunk_bytes_, total_ - offset_);
-    auto bytes = mapping_.bytes().subspan(size_t(offset_), size_t(n));
-    chunk_.set_data(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    std::string* data = chunk_.mutable_data();
+    data->resize(size_t(n));
+    for (int64_t done = 0; done < n;) {
+      ssize_t got = ::pread(fd_, data->data() + done, size_t(n - done), offset_ + done);
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) {
+        absl::Status status =
+            got < 0
+                ? common::base::ErrnoToStatus(errno, "cannot read", path_)
+                : absl::DataLossError(absl::StrCat(path_, ": shorter than its ", total_, " bytes"));
+        return Finish(ToGrpc(status));
+      }
+      done += got;
+    }
     offset_ += n;
     StartWrite(&chunk_);
   }
 
   const int64_t chunk_bytes_;
-  common::tensors::MappedFile mapping_;
+  int fd_ = -1;
+  std::string path_;
   int64_t offset_ = 0;
   int64_t total_ = 0;
   std::string sha256_;

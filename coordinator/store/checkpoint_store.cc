@@ -1,10 +1,12 @@
 #include "coordinator/store/checkpoint_store.h"
 
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <fstream>
+#include <memory>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
@@ -78,6 +80,13 @@ absl::StatusOr<CheckpointStore> CheckpointStore::Open(const fs::path& state_dir)
   return store;
 }
 
+absl::StatusOr<CheckpointStore> CheckpointStore::OpenReadOnly(const fs::path& state_dir) {
+  if (!fs::is_directory(state_dir)) {
+    return absl::NotFoundError(absl::StrCat(state_dir.string(), ": no such state folder"));
+  }
+  return CheckpointStore(state_dir);
+}
+
 fs::path CheckpointStore::ModelPath(int64_t round) const {
   return dir_ / "rounds" / absl::StrFormat("%04d", round) / "global.safetensors";
 }
@@ -101,7 +110,7 @@ absl::StatusOr<std::optional<JobState>> CheckpointStore::LoadState() const {
   return std::optional<JobState>(std::move(*state));
 }
 
-absl::StatusOr<std::string> CheckpointStore::WriteModel(
+absl::StatusOr<WrittenModel> CheckpointStore::WriteModel(
     int64_t round, std::span<const common::tensors::TensorRef> tensors,
     const common::tensors::Metadata& metadata, const common::security::ModelSigner& signer) {
   const fs::path path = ModelPath(round);
@@ -113,17 +122,30 @@ absl::StatusOr<std::string> CheckpointStore::WriteModel(
   }
   auto encoding = common::tensors::EncodeSafetensors(tensors, metadata);
   if (!encoding.ok()) return encoding.status();
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> sha(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  EVP_DigestInit_ex(sha.get(), EVP_sha256(), nullptr);
   {
     auto writer = common::base::AtomicFileWriter::Open(path);
     if (!writer.ok()) return writer.status();
+    EVP_DigestUpdate(sha.get(), encoding->header.data(), encoding->header.size());
     if (auto s = writer->Write(encoding->header); !s.ok()) return s;
     for (const auto& segment : encoding->segments) {
+      EVP_DigestUpdate(sha.get(), segment.data(), segment.size());
       if (auto s = writer->Write(segment); !s.ok()) return s;
     }
     if (auto s = writer->Commit(); !s.ok()) return s;
   }
-  if (auto s = signer.SignFile(path); !s.ok()) return s;
-  return encoding->digest;
+  WrittenModel written{encoding->digest, {}};
+  unsigned n = 0;
+  EVP_DigestFinal_ex(sha.get(), written.file_sha256.data(), &n);
+  auto signature = signer.SignDigest(written.file_sha256);
+  if (!signature.ok()) return signature.status();
+  if (auto s =
+          common::base::WriteFileAtomically(common::security::SignaturePathFor(path), *signature);
+      !s.ok()) {
+    return s;
+  }
+  return written;
 }
 
 absl::Status CheckpointStore::SaveState(const JobState& state) {

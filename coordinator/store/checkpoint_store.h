@@ -1,11 +1,13 @@
 // The coordinator's state directory — everything a restarted coordinator needs, written so that
 // a kill at any instant loses no finished round and never counts an update twice:
 //
-//   STATE/rounds/NNNN/global.safetensors   the global model after round NNNN (0000 = initial)
+//   STATE/rounds/NNNN/global.safetensors   the global model after round NNNN (rounds 1, 2, ...)
 //   STATE/rounds/NNNN/global.safetensors.sig   the coordinator's signature over it
 //   STATE/state.json    the commit point: finished rounds, the digest of the latest global model,
 //                       the sites seen, and the round log record of the latest finished round
 //   STATE/rounds.jsonl  one JSON object per finished round (append-only)
+//   STATE/phases/<name>/initial.safetensors (+ .sig)   each phase's starting model (written by
+//                       FederatedJob, not by this class)
 //
 // Finishing round r: write model + signature (atomic files) -> replace state.json (atomic) ->
 // append the round's line to rounds.jsonl. A crash before state.json leaves round r unfinished
@@ -44,10 +46,20 @@ struct JobState {
   nlohmann::json last_round_record;  // the rounds.jsonl line of round `finished_rounds`
 };
 
+// A global model written by WriteModel: its content digest and the SHA-256 of the file's bytes
+// (what its signature covers), both computed from the bytes as they were written.
+struct WrittenModel {
+  std::string digest;
+  common::security::Sha256Digest file_sha256;
+};
+
 class CheckpointStore {
  public:
   // Creates the folder layout if needed and repairs a log left behind by a crash (see above).
   static absl::StatusOr<CheckpointStore> Open(const std::filesystem::path& state_dir);
+  // For readers such as `status` while a coordinator may be running: creates nothing, repairs
+  // nothing (the running coordinator owns the folder). The store must not be written to.
+  static absl::StatusOr<CheckpointStore> OpenReadOnly(const std::filesystem::path& state_dir);
 
   // The saved state, or nullopt for a fresh directory. A state.json that does not parse is an
   // error naming the file (never silently treated as a fresh job).
@@ -55,12 +67,13 @@ class CheckpointStore {
 
   std::filesystem::path ModelPath(int64_t round) const;
 
-  // Writes rounds/NNNN/global.safetensors with `metadata`, signs it, and returns the content
-  // digest. Does not commit the round (CommitRound does).
-  absl::StatusOr<std::string> WriteModel(int64_t round,
-                                         std::span<const common::tensors::TensorRef> tensors,
-                                         const common::tensors::Metadata& metadata,
-                                         const common::security::ModelSigner& signer);
+  // Writes rounds/NNNN/global.safetensors with `metadata` and signs it (the file's SHA-256 is
+  // taken from the bytes while they are written, not by reading the file back). Does not commit
+  // the round (CommitRound does).
+  absl::StatusOr<WrittenModel> WriteModel(int64_t round,
+                                          std::span<const common::tensors::TensorRef> tensors,
+                                          const common::tensors::Metadata& metadata,
+                                          const common::security::ModelSigner& signer);
 
   // Commits: replaces state.json with `state` (whose last_round_record is the new round's log
   // line), then appends that line to rounds.jsonl.

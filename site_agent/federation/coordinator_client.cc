@@ -2,7 +2,9 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -10,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/atomic_file.h"
 #include "common/log/logging.h"
+#include "site_agent/federation/hashing_file_sink.h"
 
 namespace fedjoint::site_agent {
 namespace {
@@ -30,11 +33,15 @@ struct Sha256 {
   Sha256() : ctx(EVP_MD_CTX_new()) { EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr); }
   ~Sha256() { EVP_MD_CTX_free(ctx); }
   void Update(const void* p, size_t n) { EVP_DigestUpdate(ctx, p, n); }
-  std::string Hex() {
-    unsigned char md[EVP_MAX_MD_SIZE];
+  common::security::Sha256Digest Final() {
+    common::security::Sha256Digest digest{};
     unsigned n = 0;
-    EVP_DigestFinal_ex(ctx, md, &n);
-    return ::fedjoint::site_agent::Hex(md, n);
+    EVP_DigestFinal_ex(ctx, digest.data(), &n);
+    return digest;
+  }
+  std::string Hex() {
+    auto digest = Final();
+    return ::fedjoint::site_agent::Hex(digest.data(), unsigned(digest.size()));
   }
   EVP_MD_CTX* ctx;
 };
@@ -86,6 +93,44 @@ bool Retryable(grpc::StatusCode code) {
   return code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::DEADLINE_EXCEEDED;
 }
 
+// Why a connection attempt failed, as far as gRPC 1.51's message tells. It reports every failure
+// to connect as UNAVAILABLE, an outage ("Connection refused") and a TLS refusal alike; retrying
+// helps only the first.
+enum class ConnectFailure {
+  kOther,
+  // This side refused the handshake: "Ssl handshake failed: SSL_ERROR_SSL: ... certificate verify
+  // failed" (coordinator certificate not from our CA, expired), "Peer name X is not in peer
+  // certificate" (wrong host name).
+  kTlsRefused,
+  // The coordinator hung up during the handshake: "failed to connect to all addresses; ...
+  // Socket closed". With TLS 1.3 this is all the client learns when the coordinator refuses its
+  // certificate (revoked, another CA): the server's alert comes after the client's part of the
+  // handshake and gRPC reports only the closed socket. An outage reads "Connection refused".
+  kClosedDuringHandshake,
+};
+
+ConnectFailure ClassifyConnectFailure(const grpc::Status& status) {
+  if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return ConnectFailure::kOther;
+  std::string message = status.error_message();
+  std::transform(message.begin(), message.end(), message.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  // Not a bare "handshake": "tcp handshaker shutdown" is a cancelled plain TCP connect.
+  for (const char* marker :
+       {"ssl handshake failed", "handshake failed", "ssl_error", "certificate verify failed",
+        "certificate_verify_failed", "not in peer certificate", "alert"}) {
+    if (message.find(marker) != std::string::npos) return ConnectFailure::kTlsRefused;
+  }
+  if (message.find("failed to connect to all addresses") != std::string::npos &&
+      message.find("socket closed") != std::string::npos) {
+    return ConnectFailure::kClosedDuringHandshake;
+  }
+  return ConnectFailure::kOther;
+}
+
+// How many connection attempts in a row the coordinator may hang up during the handshake before
+// Join takes it for a refusal of this site's certificate rather than a hiccup.
+constexpr int kHandshakeClosuresToGiveUp = 5;
+
 }  // namespace
 
 absl::Status FromGrpc(const grpc::Status& status, const std::string& what) {
@@ -103,6 +148,12 @@ CoordinatorClient::CoordinatorClient(ClientOptions options,
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, int(options_.keepalive_s * 1000));
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, std::max(1000, int(options_.keepalive_s * 1000 / 3)));
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  const int reconnect_max_ms = std::max(100, int(options_.reconnect_backoff_max_s * 1000));
+  const int reconnect_initial_ms =
+      std::min(reconnect_max_ms, std::max(100, int(options_.backoff_initial_s * 1000)));
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, reconnect_initial_ms);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, reconnect_initial_ms);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, reconnect_max_ms);
   channel_ = grpc::CreateCustomChannel(options_.target, std::move(credentials), args);
   stub_ = fedjoint::v1::Federation::NewStub(channel_);
 }
@@ -122,15 +173,38 @@ double CoordinatorClient::BackoffSeconds(int attempt) {
 
 absl::StatusOr<fedjoint::v1::JoinResponse> CoordinatorClient::Join(
     const fedjoint::v1::JoinRequest& request) {
+  const std::string what = absl::StrCat("join ", options_.target);
+  constexpr char kCheck[] =
+      "not retrying: check that this site's certificate is issued by the consortium CA and not "
+      "revoked, that tls.ca_cert is the consortium's ca.crt, and that 'coordinator' names a host "
+      "in the coordinator's certificate";
+  int closures = 0;  // consecutive hang-ups during the handshake
   for (int attempt = 0;; ++attempt) {
     grpc::ClientContext context;
     context.set_deadline(Deadline(options_.unary_timeout_s));
     fedjoint::v1::JoinResponse response;
     grpc::Status status = stub_->Join(&context, request, &response);
     if (status.ok()) return response;
+    const ConnectFailure failure = ClassifyConnectFailure(status);
+    if (failure == ConnectFailure::kTlsRefused) {
+      return absl::UnauthenticatedError(
+          absl::StrCat(what, ": the TLS handshake with the coordinator failed (",
+                       status.error_message(), "); ", kCheck));
+    }
+    closures = failure == ConnectFailure::kClosedDuringHandshake ? closures + 1 : 0;
+    if (closures >= kHandshakeClosuresToGiveUp) {
+      return absl::UnauthenticatedError(absl::StrCat(
+          what,
+          ": the TLS handshake with the coordinator failed: it closed the connection during "
+          "the handshake ",
+          closures,
+          " times in a row, as it does when it refuses this site's "
+          "certificate (",
+          status.error_message(), "); ", kCheck));
+    }
     if (!Retryable(status.error_code()) ||
         (options_.max_attempts > 0 && attempt + 1 >= options_.max_attempts)) {
-      return FromGrpc(status, absl::StrCat("join ", options_.target));
+      return FromGrpc(status, what);
     }
     double wait = BackoffSeconds(attempt);
     Log()->warn("coordinator {} not reachable ({}); retrying in {:.1f} s", options_.target,
@@ -153,9 +227,9 @@ absl::StatusOr<fedjoint::v1::Task> CoordinatorClient::GetTask(const std::string&
   return task;
 }
 
-absl::Status CoordinatorClient::DownloadModel(const std::string& session_id, int64_t round,
-                                              const std::string& digest, int64_t expected_bytes,
-                                              const std::filesystem::path& out) {
+absl::StatusOr<common::security::Sha256Digest> CoordinatorClient::DownloadModel(
+    const std::string& session_id, int64_t round, const std::string& digest, int64_t expected_bytes,
+    const std::filesystem::path& out) {
   const std::string what = absl::StrCat("download of model ", digest.substr(0, 12));
   grpc::ClientContext context;
   // Generous overall bound (1 MB/s floor); the watchdog enforces progress.
@@ -167,9 +241,8 @@ absl::Status CoordinatorClient::DownloadModel(const std::string& session_id, int
   request.set_round(round);
   request.set_model_digest(digest);
   auto reader = stub_->DownloadModel(&context, request);
-  auto writer = common::base::AtomicFileWriter::Open(out);
-  if (!writer.ok()) return writer.status();
-  Sha256 sha;
+  auto sink = HashingFileSink::Open(out);
+  if (!sink.ok()) return sink.status();
   fedjoint::v1::Chunk chunk;
   int64_t received = 0, total = -1;
   std::string expected_sha;
@@ -186,20 +259,21 @@ absl::Status CoordinatorClient::DownloadModel(const std::string& session_id, int
         break;
       }
     }
-    if (chunk.offset() != received || received + int64_t(chunk.data().size()) > total) {
-      failure = absl::DataLossError(absl::StrCat(what, ": chunk at offset ", chunk.offset(), " (",
-                                                 chunk.data().size(), " bytes) after ", received,
-                                                 " of ", total, " bytes"));
+    const int64_t size = int64_t(chunk.data().size());
+    if (chunk.offset() != received || received + size > total) {
+      failure =
+          absl::DataLossError(absl::StrCat(what, ": chunk at offset ", chunk.offset(), " (", size,
+                                           " bytes) after ", received, " of ", total, " bytes"));
       context.TryCancel();
       break;
     }
-    sha.Update(chunk.data().data(), chunk.data().size());
-    if (auto s = writer->Write(chunk.data()); !s.ok()) {
+    // Hashed and written on the sink's thread while this one receives the next chunk.
+    if (auto s = (*sink)->Push(std::move(*chunk.mutable_data())); !s.ok()) {
       failure = s;
       context.TryCancel();
       break;
     }
-    received += int64_t(chunk.data().size());
+    received += size;
   }
   grpc::Status status = reader->Finish();
   if (!failure.ok()) return failure;
@@ -211,11 +285,14 @@ absl::Status CoordinatorClient::DownloadModel(const std::string& session_id, int
   if (received != total) {
     return absl::DataLossError(absl::StrCat(what, ": got ", received, " of ", total, " bytes"));
   }
-  if (std::string got = sha.Hex(); got != expected_sha) {
-    return absl::DataLossError(absl::StrCat(what, ": transfer digest mismatch (got ", got,
+  auto got = (*sink)->Drain();
+  if (!got.ok()) return got.status();
+  if (std::string hex = common::security::DigestToHex(*got); hex != expected_sha) {
+    return absl::DataLossError(absl::StrCat(what, ": transfer digest mismatch (got ", hex,
                                             ", expected ", expected_sha, ")"));
   }
-  return writer->Commit();
+  if (auto s = (*sink)->Commit(common::base::AtomicFileWriter::Sync::kSkip); !s.ok()) return s;
+  return *got;
 }
 
 absl::StatusOr<fedjoint::v1::UploadResponse> CoordinatorClient::UploadUpdate(

@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/security/model_signing.h"
 #include "common/tensors/safetensors_writer.h"
 #include "fedjoint/v1/federation.grpc.pb.h"
 
@@ -33,6 +34,9 @@ struct ClientOptions {
   double backoff_initial_s = 0.2;
   double backoff_max_s = 30;
   int max_attempts = 0;  // 0 = retry forever (Join), tests bound it
+  // Cap of the channel's own reconnect backoff. gRPC's default (120 s) would leave a site idle
+  // for up to two minutes after a coordinator restart; rounds have deadlines, so reconnect sooner.
+  double reconnect_backoff_max_s = 10;
 };
 
 class CoordinatorClient {
@@ -43,11 +47,15 @@ class CoordinatorClient {
   // max_attempts). Errors other than UNAVAILABLE/DEADLINE_EXCEEDED end it at once.
   absl::StatusOr<fedjoint::v1::JoinResponse> Join(const fedjoint::v1::JoinRequest& request);
   absl::StatusOr<fedjoint::v1::Task> GetTask(const std::string& session_id, int64_t last_round);
-  // Downloads the model with `digest` into `out` (atomically), checking offsets, size and the
-  // transfer SHA-256. The caller verifies the content digest and signature.
-  absl::Status DownloadModel(const std::string& session_id, int64_t round,
-                             const std::string& digest, int64_t expected_bytes,
-                             const std::filesystem::path& out);
+  // Downloads the model with `digest` into `out` (atomically, without fsync: `out` is a cache
+  // its user verifies), checking offsets, size and the transfer SHA-256, which it returns — the
+  // SHA-256 of the file's bytes, so the caller checks the signature without hashing them again.
+  // The caller verifies the signature and the content digest.
+  absl::StatusOr<common::security::Sha256Digest> DownloadModel(const std::string& session_id,
+                                                               int64_t round,
+                                                               const std::string& digest,
+                                                               int64_t expected_bytes,
+                                                               const std::filesystem::path& out);
   // Streams an encoded update (header, chunks, trailer with the SHA-256 of all bytes).
   absl::StatusOr<fedjoint::v1::UploadResponse> UploadUpdate(
       fedjoint::v1::UploadHeader header, const common::tensors::SafetensorsEncoding& encoding);

@@ -23,6 +23,9 @@ struct TrainRequest {
   std::map<std::string, common::tensors::TensorMap> previous_phases;
   // Called now and then with the fraction of local training done, for heartbeats.
   std::function<void(double)> on_progress;
+  // Stop training by this Unix time (s), returning what was trained so far; 0: no limit. Leaves
+  // time for the upload before the round's deadline (an update arriving later is refused).
+  double train_until_unix_s = 0;
 };
 
 struct TrainResult {
@@ -40,6 +43,15 @@ class LocalTrainer {
   virtual absl::StatusOr<common::tensors::TensorMap> InitialSiteTensors(
       const fedjoint::v1::Task& task) = 0;
   virtual absl::StatusOr<TrainResult> Train(TrainRequest request) = 0;
+  // The complete model (global tensors merged with this site's) made ready for inference here,
+  // before the site exports it. The real trainer re-estimates the normalization statistics on
+  // the site's scans: those it kept were gathered with its own pre-averaging weights. `model` is
+  // the network description the coordinator signed into the model. Default: unchanged.
+  virtual absl::StatusOr<common::tensors::TensorMap> PrepareForInference(
+      const fedjoint::v1::ModelConfig& model, common::tensors::TensorMap weights) {
+    (void)model;
+    return weights;
+  }
 };
 
 }  // namespace fedjoint::site_agent

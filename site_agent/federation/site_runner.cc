@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -16,6 +17,7 @@
 #include "common/base/status.h"
 #include "common/log/logging.h"
 #include "common/tensors/safetensors_file.h"
+#include "google/protobuf/util/json_util.h"
 
 namespace fedjoint::site_agent {
 namespace {
@@ -25,6 +27,18 @@ namespace agg = common::aggregation;
 using common::tensors::TensorMap;
 
 std::shared_ptr<spdlog::logger> Log() { return common::log::Get("site"); }
+
+double NowUnixSeconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// When local training must stop for the update to reach the coordinator before the round's
+// deadline: a fifth of the time left is kept for encoding and uploading, at most two minutes
+// (a 1 GB update at 10 MB/s takes under that).
+double TrainUntil(const fedjoint::v1::Task& task, double now_s) {
+  const double left = std::max(0.0, task.deadline_unix_s() - now_s);
+  return task.deadline_unix_s() - std::min(120.0, 0.2 * left);
+}
 
 bool Transient(const absl::Status& s) {
   return absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s) || absl::IsCancelled(s);
@@ -110,12 +124,48 @@ absl::StatusOr<ScopedWeights> SplitByScope(const TensorMap& weights, const fedjo
   return out;
 }
 
+ExpectedModel ExpectedStartModel(const fedjoint::v1::Task& task) {
+  return {task.job_id(), task.phase(), task.round() - 1, /*or_initial=*/true};
+}
+
+absl::Status CheckModelMetadata(const common::tensors::Metadata& metadata,
+                                const ExpectedModel& expected, const std::string& path) {
+  auto value = [&](const char* key) {
+    auto it = metadata.find(key);
+    return it == metadata.end() ? std::string("(missing)") : it->second;
+  };
+  auto refuse = [&](const char* key, const std::string& want) {
+    return absl::PermissionDeniedError(absl::StrCat(path, ": signed ", key, " is '", value(key),
+                                                    "', expected ", want,
+                                                    " (a validly signed model of something else)"));
+  };
+  if (!expected.job_id.empty() && value("fedjoint.job") != expected.job_id) {
+    return refuse("fedjoint.job", absl::StrCat("'", expected.job_id, "'"));
+  }
+  if (!expected.phase.empty() && value("fedjoint.phase") != expected.phase) {
+    return refuse("fedjoint.phase", absl::StrCat("'", expected.phase, "'"));
+  }
+  if (expected.round >= 0) {
+    const std::string round = value("fedjoint.round");
+    const bool ok =
+        round == std::to_string(expected.round) || (expected.or_initial && round == "0");
+    if (!ok) {
+      return refuse("fedjoint.round",
+                    expected.or_initial && expected.round != 0
+                        ? absl::StrCat("'", expected.round, "' or '0' (the phase's initial model)")
+                        : absl::StrCat("'", expected.round, "'"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 SiteRunner::SiteRunner(SiteRunnerOptions options, CoordinatorClient* client,
                        common::security::SignatureVerifier verifier, LocalTrainer* trainer)
     : options_(std::move(options)),
       client_(client),
       verifier_(std::move(verifier)),
-      trainer_(trainer) {}
+      trainer_(trainer),
+      site_tensors_(options_.state_dir / "site") {}
 
 std::vector<std::string> SiteRunner::Joints() const {
   std::vector<std::string> joints;
@@ -137,30 +187,36 @@ absl::Status SiteRunner::SaveProgress(const std::string& job_id, int64_t round) 
 }
 
 absl::StatusOr<fs::path> SiteRunner::PullModel(const std::string& session,
-                                               const fedjoint::v1::Task& task) {
+                                               const fedjoint::v1::Task& task,
+                                               const ExpectedModel& expected) {
   const fs::path dir = options_.state_dir / "models";
   std::error_code ec;
   fs::create_directories(dir, ec);
   const fs::path path = dir / (task.model_digest() + ".safetensors");
   const fs::path sig = common::security::SignaturePathFor(path);
-  auto verify = [&]() -> absl::Status {
-    if (auto s = verifier_.VerifyFile(path, sig); !s.ok()) return s;
-    auto file = common::tensors::SafetensorsFile::Open(path);
+  // The signature covers the file's bytes, and with them the content digest the coordinator
+  // stored in its header: once the signature verifies, recomputing that digest (another pass over
+  // the data) proves nothing more, so the stored one is compared with the task's as it stands.
+  auto check = [&](const absl::Status& signature) -> absl::Status {
+    if (!signature.ok()) return signature;
+    auto file = common::tensors::SafetensorsFile::Open(path, {.verify_digest = false});
     if (!file.ok()) return file.status();
     if (file->digest() != task.model_digest()) {
       return absl::DataLossError(absl::StrCat(path.string(), ": content digest ", file->digest(),
                                               " differs from the task's ", task.model_digest()));
     }
-    return absl::OkStatus();
+    return CheckModelMetadata(file->metadata(), expected, path.string());
   };
-  if (fs::exists(path) && fs::exists(sig) && verify().ok()) return path;
-  if (auto s = common::base::WriteFileAtomically(sig, task.model_signature()); !s.ok()) return s;
-  if (auto s = client_->DownloadModel(session, task.round(), task.model_digest(),
-                                      task.model_bytes(), path);
-      !s.ok()) {
-    return s;
+  if (fs::exists(path) && fs::exists(sig) && check(verifier_.VerifyFile(path, sig)).ok()) {
+    return path;
   }
-  if (auto s = verify(); !s.ok()) {
+  if (auto s = common::base::WriteFileAtomically(sig, task.model_signature()); !s.ok()) return s;
+  // The transfer's SHA-256 is the SHA-256 of the file: the signature is checked against it.
+  auto sha256 =
+      client_->DownloadModel(session, task.round(), task.model_digest(), task.model_bytes(), path);
+  if (!sha256.ok()) return sha256.status();
+  if (auto s = check(verifier_.VerifyDigest(*sha256, task.model_signature(), sig.string()));
+      !s.ok()) {
     fs::remove(path, ec);
     return s;
   }
@@ -168,16 +224,27 @@ absl::StatusOr<fs::path> SiteRunner::PullModel(const std::string& session,
 }
 
 absl::StatusOr<TensorMap> SiteRunner::SiteTensors(const fedjoint::v1::Task& task) {
-  const fs::path path = options_.state_dir / "site" / (task.phase() + ".safetensors");
-  if (fs::exists(path)) return common::tensors::LoadSafetensors(path);
+  auto saved = site_tensors_.ForRound(task.phase(), task.round());
+  if (!saved.ok()) return saved.status();
+  if (saved->has_value()) return std::move(**saved);
   return trainer_->InitialSiteTensors(task);
 }
 
 absl::Status SiteRunner::RunTask(const std::string& session, const fedjoint::v1::Task& task) {
   const std::string where = absl::StrCat("round ", task.round(), " (", task.phase(), ")");
-  auto model_path = PullModel(session, task);
+  // The deadline is the coordinator's clock; one that looks passed on arrival means this
+  // machine's clock is ahead, and honouring it would skip every update: train without it.
+  const bool has_deadline = task.deadline_unix_s() > NowUnixSeconds();
+  if (task.deadline_unix_s() > 0 && !has_deadline) {
+    Log()->warn(
+        "{}: the task's deadline has already passed by this machine's clock; is the clock "
+        "right (NTP)? Training without a deadline",
+        where);
+  }
+  auto model_path = PullModel(session, task, ExpectedStartModel(task));
   if (!model_path.ok()) return common::base::Annotate(model_path.status(), where);
-  auto global = common::tensors::LoadSafetensors(*model_path);
+  // PullModel has just verified it (signature over every byte).
+  auto global = common::tensors::LoadSafetensors(*model_path, {.verify_digest = false});
   if (!global.ok()) return global.status();
   auto own = SiteTensors(task);
   if (!own.ok()) return own.status();
@@ -191,12 +258,12 @@ absl::Status SiteRunner::RunTask(const std::string& session, const fedjoint::v1:
     pull.set_model_digest(previous.digest());
     pull.set_model_bytes(previous.bytes());
     pull.set_model_signature(previous.signature());
-    auto path = PullModel(session, pull);
+    auto path = PullModel(session, pull, {task.job_id(), previous.phase()});
     if (!path.ok())
       return common::base::Annotate(path.status(), "previous phase " + previous.phase());
-    auto weights = common::tensors::LoadSafetensors(*path);
+    auto weights = common::tensors::LoadSafetensors(*path, {.verify_digest = false});
     if (!weights.ok()) return weights.status();
-    const fs::path own_path = options_.state_dir / "site" / (previous.phase() + ".safetensors");
+    const fs::path own_path = site_tensors_.LatestPath(previous.phase());
     if (fs::exists(own_path)) {
       auto site_part = common::tensors::LoadSafetensors(own_path);
       if (!site_part.ok()) return site_part.status();
@@ -211,21 +278,25 @@ absl::Status SiteRunner::RunTask(const std::string& session, const fedjoint::v1:
   {
     HeartbeatThread heartbeat(client_, session, task.round(), 2.0);
     request.on_progress = [&heartbeat](double p) { heartbeat.SetProgress(p); };
+    request.train_until_unix_s = has_deadline ? TrainUntil(task, NowUnixSeconds()) : 0;
     result = trainer_->Train(std::move(request));
   }
   if (!result.ok()) return common::base::Annotate(result.status(), where);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  // The coordinator refuses an update after the deadline (and has closed or retried the round):
+  // sending it would only cost the upload. Nothing of this training is kept (the site tensors
+  // are saved below, only for an update that is sent); the loop asks for the next task.
+  if (has_deadline && NowUnixSeconds() >= task.deadline_unix_s()) {
+    Log()->warn("{}: the round's deadline passed during local training ({:.1f} s); update not sent",
+                where, seconds);
+    return absl::OkStatus();
+  }
 
   auto split = SplitByScope(result->weights, task, Joints());
   if (!split.ok()) return split.status();
   // Site-scoped tensors stay here, written before anything is sent.
-  fs::create_directories(options_.state_dir / "site");
-  if (auto s = common::tensors::WriteSafetensors(
-          options_.state_dir / "site" / (task.phase() + ".safetensors"), split->site);
-      !s.ok()) {
-    return s;
-  }
+  if (auto s = site_tensors_.Save(task.phase(), task.round(), split->site); !s.ok()) return s;
   auto refs = common::tensors::MakeTensorRefs(split->shared);
   if (!refs.ok()) return refs.status();
   auto encoding = common::tensors::EncodeSafetensors(
@@ -236,24 +307,28 @@ absl::Status SiteRunner::RunTask(const std::string& session, const fedjoint::v1:
   header.set_session_id(session);
   header.set_round(task.round());
   header.set_phase(task.phase());
-  header.set_num_samples(result->num_samples);
+  // The coordinator refuses a count above the sum declared at join. The declaration counts every
+  // labelled slice under the site's own model settings; a task cutting slices along another axis
+  // can count more of the same scans. Capping keeps the update (its weight is then the declared
+  // amount of data) instead of having every update of the job refused.
+  int64_t declared = 0;
+  for (const auto& [joint, n] : options_.samples_by_joint) declared += n;
+  int64_t num_samples = result->num_samples;
+  if (declared > 0 && num_samples > declared) {
+    Log()->warn("{}: trained on {} slices, more than the {} declared at join; claiming {}", where,
+                num_samples, declared, declared);
+    num_samples = declared;
+  }
+  header.set_num_samples(num_samples);
   for (const auto& p : result->prototypes) *header.add_prototypes() = p;
+  // The metrics travel in the header, recorded with the update: a ReportMetrics after the upload
+  // would arrive after the round closed whenever this update was the last one it waited for.
+  for (const auto& [k, v] : result->metrics) (*header.mutable_metrics())[k] = v;
+  (*header.mutable_metrics())["train_seconds"] = seconds;
   auto uploaded = client_->UploadUpdate(header, *encoding);
   if (!uploaded.ok()) return common::base::Annotate(uploaded.status(), where);
-
-  fedjoint::v1::MetricsReport report;
-  report.set_site(options_.site);
-  report.set_session_id(session);
-  report.set_round(task.round());
-  report.set_phase(task.phase());
-  for (const auto& [k, v] : result->metrics) (*report.mutable_values())[k] = v;
-  (*report.mutable_values())["train_seconds"] = seconds;
-  if (auto s = client_->ReportMetrics(report); !s.ok()) {
-    Log()->warn("{}: metrics not delivered: {}", where, std::string(s.message()));
-  }
   Log()->info("{}: update sent ({} tensors, {:.1f} MB, {} samples, {:.1f} s training)", where,
-              split->shared.size(), double(encoding->total_size) / 1e6, result->num_samples,
-              seconds);
+              split->shared.size(), double(encoding->total_size) / 1e6, num_samples, seconds);
   return SaveProgress(task.job_id(), task.round());
 }
 
@@ -267,7 +342,7 @@ absl::Status SiteRunner::ExportModel(const fs::path& global_path, const std::str
   const std::string phase = global_metadata.count("fedjoint.phase")
                                 ? global_metadata.at("fedjoint.phase")
                                 : std::string();
-  const fs::path own = options_.state_dir / "site" / (phase + ".safetensors");
+  const fs::path own = site_tensors_.LatestPath(phase);
   bool merged = false;
   if (!phase.empty() && fs::exists(own)) {
     auto site_part = common::tensors::LoadSafetensors(own);
@@ -275,13 +350,33 @@ absl::Status SiteRunner::ExportModel(const fs::path& global_path, const std::str
     for (auto& [name, tensor] : *site_part) (*weights)[name] = tensor;
     merged = true;
   }
+  // The normalization statistics the site kept were gathered with its own pre-averaging weights;
+  // the trainer re-estimates them for these (LocalTrainer::PrepareForInference).
+  bool prepared = false;
+  auto model_json = global_metadata.find("fedjoint.model_config");
+  if (merged && trainer_ != nullptr && model_json != global_metadata.end()) {
+    fedjoint::v1::ModelConfig model;
+    auto parsed = google::protobuf::util::JsonStringToMessage(model_json->second, &model);
+    if (!parsed.ok()) {
+      return absl::DataLossError(
+          absl::StrCat(global_path.string(),
+                       ": fedjoint.model_config is not a ModelConfig: ", parsed.ToString()));
+    }
+    auto ready = trainer_->PrepareForInference(model, std::move(*weights));
+    if (!ready.ok()) return ready.status();
+    *weights = std::move(*ready);
+    prepared = true;
+  }
   std::error_code ec;
   fs::create_directories(out_dir, ec);
   common::tensors::Metadata metadata = global_metadata;
   metadata.erase(std::string(common::tensors::kDigestMetadataKey));
   metadata["fedjoint.global_digest"] = digest;
   metadata["fedjoint.site"] = options_.site;
-  metadata["fedjoint.site_tensors"] = merged ? "merged" : "none (this site never trained it)";
+  metadata["fedjoint.site_tensors"] =
+      !merged    ? "none (this site never trained it)"
+      : prepared ? "merged; normalization statistics re-estimated on this site's training slices"
+                 : "merged";
   if (auto s = common::tensors::WriteSafetensors(out_dir / "model.safetensors", *weights, metadata);
       !s.ok()) {
     return s;
@@ -299,7 +394,7 @@ absl::Status SiteRunner::ExportModel(const fs::path& global_path, const std::str
 
 absl::Status SiteRunner::Finish(const std::string& session, const fedjoint::v1::Task& task) {
   if (task.model_digest().empty()) return absl::OkStatus();
-  auto path = PullModel(session, task);
+  auto path = PullModel(session, task, {.job_id = task.job_id(), .round = task.round()});
   if (!path.ok()) return path.status();
   const fs::path final_dir = options_.state_dir / "final";
   if (auto s = ExportModel(*path, task.model_digest(), final_dir); !s.ok()) return s;
@@ -315,7 +410,7 @@ absl::Status SiteRunner::PullLatest(const fs::path& out_dir) {
   task.set_model_digest(latest->digest());
   task.set_model_bytes(latest->bytes());
   task.set_model_signature(latest->signature());
-  auto path = PullModel("", task);
+  auto path = PullModel("", task, {.phase = latest->phase(), .round = latest->round()});
   if (!path.ok()) return path.status();
   if (auto s = ExportModel(*path, latest->digest(), out_dir); !s.ok()) return s;
   Log()->info("round {} model ({}) verified and written to {}", latest->round(), latest->phase(),

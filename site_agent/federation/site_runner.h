@@ -4,7 +4,8 @@
 // in the site's state folder, so a restarted agent resumes:
 //
 //   STATE/models/<digest>.safetensors (+ .sig)   verified global models
-//   STATE/site/<phase>.safetensors               this site's site-scoped tensors (never sent)
+//   STATE/site/<phase>[.previous].safetensors    this site's site-scoped tensors (never sent; two
+//                                                generations, see site_tensor_store.h)
 //   STATE/progress.json                          job id and the last round this site finished
 //   STATE/final/model.safetensors                the final global model merged with the site's
 //                                                own tensors, ready for `segment`
@@ -19,8 +20,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/security/model_signing.h"
+#include "common/tensors/safetensors.h"
 #include "site_agent/federation/coordinator_client.h"
 #include "site_agent/federation/local_trainer.h"
+#include "site_agent/federation/site_tensor_store.h"
 
 namespace fedjoint::site_agent {
 
@@ -43,6 +46,23 @@ absl::StatusOr<ScopedWeights> SplitByScope(const common::tensors::TensorMap& wei
                                            const fedjoint::v1::Task& task,
                                            const std::vector<std::string>& site_joints);
 
+// What the signed metadata of a pulled model must say. The coordinator writes fedjoint.job,
+// fedjoint.phase and fedjoint.round into every model it publishes and the signature covers them,
+// so checking them here keeps a validly signed model of another job, phase or (older) round from
+// passing as the one a task names.
+struct ExpectedModel {
+  std::string job_id;       // empty: not checked
+  std::string phase;        // empty: not checked
+  int64_t round = -1;       // the round the model was published by; -1: not checked
+  bool or_initial = false;  // a phase's initial model (round 0) is acceptable too
+};
+// A TRAIN task of round r starts from the model round r - 1 published, or from its phase's
+// initial model (the phase's first round).
+ExpectedModel ExpectedStartModel(const fedjoint::v1::Task& task);
+// Checks `metadata` (of the model at `path`, for errors) against `expected`.
+absl::Status CheckModelMetadata(const common::tensors::Metadata& metadata,
+                                const ExpectedModel& expected, const std::string& path);
+
 class SiteRunner {
  public:
   SiteRunner(SiteRunnerOptions options, CoordinatorClient* client,
@@ -52,10 +72,11 @@ class SiteRunner {
   // retried with backoff; a coordinator restart makes the site re-join and continue.
   absl::Status Run();
 
-  // Downloads (or reuses) the model with `digest`, verifying transfer digest, content digest and
-  // the consortium signature; returns its path.
+  // Downloads (or reuses) the model with `digest`, verifying transfer digest, content digest,
+  // the consortium signature and the signed metadata against `expected`; returns its path.
   absl::StatusOr<std::filesystem::path> PullModel(const std::string& session,
-                                                  const fedjoint::v1::Task& task);
+                                                  const fedjoint::v1::Task& task,
+                                                  const ExpectedModel& expected);
 
   // `fedjoint-site pull-model`: the latest finished global model, verified, merged with this
   // site's own tensors of its phase, written to out_dir/model.safetensors (with the signed global
@@ -76,6 +97,7 @@ class SiteRunner {
   CoordinatorClient* client_;
   common::security::SignatureVerifier verifier_;
   LocalTrainer* trainer_;
+  SiteTensorStore site_tensors_;
 };
 
 }  // namespace fedjoint::site_agent

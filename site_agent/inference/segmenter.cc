@@ -81,38 +81,69 @@ absl::StatusOr<std::vector<std::string>> Segmenter::Structures(std::string_view 
                                                 joint, fmt::join(Joints(), ", ")));
 }
 
-absl::StatusOr<Segmentation> SegmentVolume(const data::Volume& image, const v1::ModelConfig& config,
-                                           int64_t classes, const SliceProbabilityFn& predict,
-                                           int64_t batch_size) {
+namespace {
+
+// The scan as the network's input: canonical orientation, in-plane resampling, normalization,
+// slices, padded (never cropped) to a multiple of 32 and at least the training size.
+struct PreparedSlices {
+  data::CanonicalVolume canonical;
+  data::Volume work;  // canonical, resampled in-plane (the slices' grid)
+  int axis = 2;
+  bool resample = false;
+  at::Tensor padded;  // [n, padded_h, padded_w]
+  int64_t height = 0, width = 0;
+};
+
+absl::StatusOr<PreparedSlices> PrepareSlices(const data::Volume& image,
+                                             const v1::ModelConfig& config) {
   RETURN_IF_ERROR(data::ValidateVolume(image, "scan to segment"));
+  data::Volume scan = image;
+  if (scan.voxels.scalar_type() != at::kFloat) scan.voxels = scan.voxels.to(at::kFloat);
+
+  PreparedSlices out;
+  ASSIGN_OR_RETURN(out.canonical, data::ToCanonicalOrientation(scan));
+  ASSIGN_OR_RETURN(out.axis, SliceAxisFromConfig(config));
+  if (out.axis == kAutoSliceAxis) out.axis = AutoSliceAxis(out.canonical.volume.geometry);
+  const data::SliceDatasetOptions prep = SliceOptionsFromConfig(config, out.axis);
+
+  out.work = out.canonical.volume;
+  out.resample = prep.in_plane_spacing > 0;
+  if (out.resample) {
+    ASSIGN_OR_RETURN(out.work, data::ResampleInPlane(out.work, out.axis, prep.in_plane_spacing));
+  }
+  ASSIGN_OR_RETURN(data::IntensityStats stats,
+                   data::ComputeIntensityStats(out.work.voxels, prep.normalize));
+  at::Tensor normalized = data::ApplyIntensityNormalization(out.work.voxels, stats, prep.normalize);
+  const double pad_value =
+      stats.std < prep.normalize.min_std ? 0.0 : (stats.lower - stats.mean) / stats.std;
+  ASSIGN_OR_RETURN(at::Tensor slices, data::ToSlices(normalized, out.axis));
+  out.height = slices.size(1);
+  out.width = slices.size(2);
+  // Pad (never crop) to at least the training size and to a multiple of 32, the encoder's stride.
+  const int64_t padded_h = std::max<int64_t>(prep.height, RoundUp(out.height, 32));
+  const int64_t padded_w = std::max<int64_t>(prep.width, RoundUp(out.width, 32));
+  ASSIGN_OR_RETURN(out.padded, data::CenterCropOrPad(slices, padded_h, padded_w, pad_value));
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<Segmentation> SegmentVolume(
+    const data::Volume& image, const v1::ModelConfig& config, int64_t classes,
+    const SliceProbabilityFn& predict, int64_t batch_size,
+    const std::function<void(int64_t, int64_t)>& on_progress) {
   if (classes < 1 || batch_size < 1) {
     return absl::InvalidArgumentError(fmt::format(
         "segmenting: {} classes, batch size {}: both must be >= 1", classes, batch_size));
   }
-  data::Volume scan = image;
-  if (scan.voxels.scalar_type() != at::kFloat) scan.voxels = scan.voxels.to(at::kFloat);
-
-  ASSIGN_OR_RETURN(data::CanonicalVolume canonical, data::ToCanonicalOrientation(scan));
-  ASSIGN_OR_RETURN(int axis, SliceAxisFromConfig(config));
-  if (axis == kAutoSliceAxis) axis = AutoSliceAxis(canonical.volume.geometry);
-  const data::SliceDatasetOptions prep = SliceOptionsFromConfig(config, axis);
-
-  data::Volume work = canonical.volume;
-  const bool resample = prep.in_plane_spacing > 0;
-  if (resample) {
-    ASSIGN_OR_RETURN(work, data::ResampleInPlane(work, axis, prep.in_plane_spacing));
-  }
-  ASSIGN_OR_RETURN(data::IntensityStats stats,
-                   data::ComputeIntensityStats(work.voxels, prep.normalize));
-  at::Tensor normalized = data::ApplyIntensityNormalization(work.voxels, stats, prep.normalize);
-  const double pad_value =
-      stats.std < prep.normalize.min_std ? 0.0 : (stats.lower - stats.mean) / stats.std;
-  ASSIGN_OR_RETURN(at::Tensor slices, data::ToSlices(normalized, axis));
-  const int64_t n = slices.size(0), height = slices.size(1), width = slices.size(2);
-  // Pad (never crop) to at least the training size and to a multiple of 32, the encoder's stride.
-  const int64_t padded_h = std::max<int64_t>(prep.height, RoundUp(height, 32));
-  const int64_t padded_w = std::max<int64_t>(prep.width, RoundUp(width, 32));
-  ASSIGN_OR_RETURN(at::Tensor padded, data::CenterCropOrPad(slices, padded_h, padded_w, pad_value));
+  ASSIGN_OR_RETURN(PreparedSlices prepared, PrepareSlices(image, config));
+  const data::CanonicalVolume& canonical = prepared.canonical;
+  const data::Volume& work = prepared.work;
+  const int axis = prepared.axis;
+  const bool resample = prepared.resample;
+  const at::Tensor& padded = prepared.padded;
+  const int64_t n = padded.size(0), height = prepared.height, width = prepared.width;
+  const int64_t padded_h = padded.size(1), padded_w = padded.size(2);
 
   at::Tensor probabilities = torch::empty({n, classes, padded_h, padded_w}, torch::kFloat);
   try {
@@ -125,6 +156,7 @@ absl::StatusOr<Segmentation> SegmentVolume(const data::Volume& image, const v1::
                   "the slice predictor returned ", p.sizes(), " for ", count, " slices of ",
                   padded_h, "x", padded_w, " and ", classes, " classes");
       probabilities.narrow(0, start, count).copy_(p);
+      if (on_progress) on_progress(start + count, n);
     }
   } catch (const c10::Error& e) {
     return absl::InternalError(fmt::format("segmenting ({} slices {}x{}): {}", n, padded_h,
@@ -185,9 +217,79 @@ absl::StatusOr<Segmentation> Segmenter::Segment(const data::Volume& image, std::
   const bool was_training = net->is_training();
   net->eval();
   absl::StatusOr<Segmentation> result =
-      SegmentVolume(image, config_, classes, predict, options_.batch_size);
+      SegmentVolume(image, config_, classes, predict, options_.batch_size, options_.on_progress);
   net->train(was_training);
   return result;
+}
+
+absl::Status Segmenter::RecalibrateNormalization(const std::vector<data::Volume>& scans,
+                                                 std::string_view joint) {
+  std::optional<int64_t> joint_index = model_->JointIndex(joint);
+  if (!joint_index) {
+    return absl::InvalidArgumentError(fmt::format(
+        "joint '{}' is not one of the model's joints [{}]", joint, fmt::join(Joints(), ", ")));
+  }
+  if (scans.empty()) {
+    return absl::InvalidArgumentError("recalibrating normalization: no scans given");
+  }
+  const std::string suffix =
+      ".norms." + (config_.variant() == "shared" ? std::string("shared") : std::string(joint));
+  std::vector<torch::nn::BatchNorm2dImpl*> norms;
+  for (const auto& item : model_->named_modules()) {
+    const std::string& name = item.key();
+    if (name.size() < suffix.size() ||
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) {
+      continue;
+    }
+    if (auto* bn = dynamic_cast<torch::nn::BatchNorm2dImpl*>(item.value().get())) {
+      norms.push_back(bn);
+    }
+  }
+  if (norms.empty()) {
+    return absl::InternalError(fmt::format("the network has no normalization layer '*{}'", suffix));
+  }
+  if (options_.threads > 0) at::set_num_threads(options_.threads);
+  std::vector<c10::optional<double>> momentum;
+  for (auto* bn : norms) {
+    momentum.push_back(bn->options.momentum());
+    bn->reset_running_stats();
+    bn->options.momentum(c10::nullopt);  // cumulative average
+  }
+  const bool was_training = model_->is_training();
+  model_->train();
+  absl::Status status = absl::OkStatus();
+  int64_t batches = 0;
+  try {
+    torch::NoGradGuard no_grad;
+    for (size_t s = 0; s < scans.size() && status.ok(); ++s) {
+      absl::StatusOr<PreparedSlices> prepared = PrepareSlices(scans[s], config_);
+      if (!prepared.ok()) {
+        status = absl::Status(prepared.status().code(),
+                              fmt::format("recalibration scan {}: {}", s + 1,
+                                          std::string(prepared.status().message())));
+        break;
+      }
+      const int64_t n = prepared->padded.size(0);
+      for (int64_t start = 0; start < n; start += options_.batch_size) {
+        const int64_t count = std::min(options_.batch_size, n - start);
+        // BatchNorm in training mode needs more than one value per channel.
+        if (count < 2) continue;
+        model_->forward(prepared->padded.narrow(0, start, count).unsqueeze(1).contiguous(),
+                        *joint_index);
+        ++batches;
+      }
+    }
+  } catch (const c10::Error& e) {
+    status = absl::InternalError(
+        fmt::format("recalibrating normalization: {}", e.what_without_backtrace()));
+  }
+  for (size_t i = 0; i < norms.size(); ++i) norms[i]->options.momentum(momentum[i]);
+  model_->train(was_training);
+  if (status.ok() && batches == 0) {
+    return absl::InvalidArgumentError(
+        "recalibrating normalization: the scans gave no batch of at least 2 slices");
+  }
+  return status;
 }
 
 }  // namespace fedjoint::site_agent::inference

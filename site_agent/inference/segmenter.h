@@ -36,6 +36,8 @@ struct SegmenterOptions {
   int64_t batch_size = 16;  // slices per forward pass
   // Intra-op threads for inference; 0 leaves the current setting.
   int threads = 0;
+  // Called after each batch with (slices done, slices in total), e.g. for a progress bar.
+  std::function<void(int64_t done, int64_t total)> on_progress;
 };
 
 // Per-structure probabilities would be larger than the labels; only labels come out, plus what
@@ -52,9 +54,10 @@ using SliceProbabilityFn = std::function<at::Tensor(const at::Tensor& slices)>;
 
 // The pipeline above around any slice predictor (the network, or a stand-in in tests): `config`
 // gives the preprocessing, `classes` the channels `predict` returns.
-absl::StatusOr<Segmentation> SegmentVolume(const common::data::Volume& image,
-                                           const v1::ModelConfig& config, int64_t classes,
-                                           const SliceProbabilityFn& predict, int64_t batch_size);
+absl::StatusOr<Segmentation> SegmentVolume(
+    const common::data::Volume& image, const v1::ModelConfig& config, int64_t classes,
+    const SliceProbabilityFn& predict, int64_t batch_size,
+    const std::function<void(int64_t, int64_t)>& on_progress = {});
 
 class Segmenter {
  public:
@@ -80,6 +83,15 @@ class Segmenter {
   // `image`: a float32 scan (ReadVolume). InvalidArgument for an unknown joint (listing the
   // model's) or an invalid volume.
   absl::StatusOr<Segmentation> Segment(const common::data::Volume& image, std::string_view joint);
+
+  // AdaBN (Li et al., 2016): replaces the running mean and variance of `joint`'s BatchNorm layers
+  // (its domain; "shared" in the shared variant) by their average over the slices of `scans`,
+  // prepared exactly as for segmentation. Forward passes run in training mode under NoGradGuard,
+  // so no weight changes, only those statistics (a cumulative average over batches, not
+  // BatchNorm's exponential one, so every scan counts equally). For a site whose own statistics
+  // are missing, or were estimated on another scanner. Labels are not needed.
+  absl::Status RecalibrateNormalization(const std::vector<common::data::Volume>& scans,
+                                        std::string_view joint);
 
  private:
   Segmenter(v1::ModelConfig config, common::model::UNet model, SegmenterOptions options);

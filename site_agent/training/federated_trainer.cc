@@ -58,8 +58,9 @@ absl::StatusOr<TrainingData> FederatedTrainer::Data(const v1::ModelConfig& model
 }
 
 absl::StatusOr<std::map<std::string, int64_t>> FederatedTrainer::SamplesByJoint(
-    const v1::ModelConfig& model, double validation_fraction) {
-  ASSIGN_OR_RETURN(TrainingData data, Data(model, validation_fraction));
+    const v1::ModelConfig& model) {
+  ASSIGN_OR_RETURN(TrainingData data,
+                   LoadTrainingData(manifest_, model, /*validation_fraction=*/0, options_.seed));
   return training::SamplesByJoint(*data.train);
 }
 
@@ -91,6 +92,30 @@ absl::StatusOr<TensorMap> FederatedTrainer::InitialSiteTensors(const fedjoint::v
   return site;
 }
 
+absl::StatusOr<TensorMap> FederatedTrainer::PrepareForInference(const v1::ModelConfig& model,
+                                                                TensorMap weights) {
+  if (model.architecture() == "shape_autoencoder") return weights;
+  const std::string where = "preparing the final model";
+  RETURN_IF_ERROR(Annotate(inference::ValidateModelConfig(model), where));
+  absl::StatusOr<TrainingData> data = Data(model, /*validation_fraction=*/0);
+  if (!data.ok()) return Annotate(data.status(), where);
+  TrainerOptions options;
+  options.model = model;
+  options.training.set_batch_size(8);
+  options.training.set_epochs(1);
+  options.training.set_augment(false);
+  options.threads = options_.threads;
+  options.loader_threads = options_.loader_threads;
+  options.seed = options_.seed;
+  options.label = where;
+  ASSIGN_OR_RETURN(auto trainer, SegmentationTrainer::Create(options, *data));
+  RETURN_IF_ERROR(Annotate(trainer->LoadWeights(weights), where));
+  RETURN_IF_ERROR(Annotate(trainer->RecalibrateNormalization(), where));
+  common::log::Get("train")->info("{}: normalization statistics re-estimated on {} slice(s)", where,
+                                  data->train->size());
+  return trainer->Weights();
+}
+
 absl::StatusOr<TrainResult> FederatedTrainer::Train(TrainRequest request) {
   const fedjoint::v1::Task& task = request.task;
   const std::string where = fmt::format("round {} ({})", task.round(), task.phase());
@@ -108,6 +133,7 @@ absl::StatusOr<TrainResult> FederatedTrainer::Train(TrainRequest request) {
   options.loader_threads = options_.loader_threads;
   options.show_progress = options_.show_progress;
   options.on_progress = request.on_progress;
+  options.stop_at_unix_s = request.train_until_unix_s;
   options.label = where;
 
   TrainResult result;

@@ -7,8 +7,9 @@
 //   ShapePriorTrainer.
 // - The starting weights must fit the task's network exactly (names and shapes); all weights
 //   come back, the round loop decides what leaves the site.
-// - num_samples = the training slices of the site (its validation subjects excluded), the same
-//   number SamplesByJoint() reports for joining.
+// - num_samples = the training slices of the site under the task's settings (its validation
+//   subjects excluded). SamplesByJoint() reports, for joining, the labelled slices with no
+//   validation holdout: an upper bound of num_samples whatever validation_fraction a task sets.
 // - Slices are read once and kept for later rounds (per preprocessing and split).
 // - Each round appends one line to STATE/metrics.jsonl (phase, round, losses, validation Dice).
 #pragma once
@@ -41,11 +42,17 @@ class FederatedTrainer : public LocalTrainer {
   absl::StatusOr<common::tensors::TensorMap> InitialSiteTensors(
       const fedjoint::v1::Task& task) override;
   absl::StatusOr<TrainResult> Train(TrainRequest request) override;
+  // Segmentation models: normalization statistics re-estimated on every labelled training slice
+  // of the site (SegmentationTrainer::RecalibrateNormalization); other models unchanged.
+  absl::StatusOr<common::tensors::TensorMap> PrepareForInference(
+      const v1::ModelConfig& model, common::tensors::TensorMap weights) override;
 
-  // Training slices per joint under `model`'s preprocessing and `validation_fraction` (reads the
-  // scans on first use).
-  absl::StatusOr<std::map<std::string, int64_t>> SamplesByJoint(const v1::ModelConfig& model,
-                                                                double validation_fraction);
+  // Labelled slices per joint under `model`'s preprocessing, none held out for validation: what
+  // the site declares when it joins. The coordinator refuses an update claiming more than the
+  // declared sum, and a task may hold out any fraction (the site config's validation_fraction is
+  // not the task's), so the declaration must not depend on it. Reads the scans; not cached (the
+  // tasks' own splits are what training keeps in memory).
+  absl::StatusOr<std::map<std::string, int64_t>> SamplesByJoint(const v1::ModelConfig& model);
 
  private:
   explicit FederatedTrainer(FederatedTrainerOptions options, common::data::Manifest manifest);

@@ -305,6 +305,7 @@ absl::StatusOr<TrainSummary> SegmentationTrainer::Train() {
   loop.resume = s.options.resume;
   loop.show_progress = s.options.show_progress;
   loop.stop_at_step = s.options.stop_at_step;
+  loop.stop_at_unix_s = s.options.stop_at_unix_s;
   loop.on_progress = s.options.on_progress;
   loop.fingerprint = RunFingerprint(s.options.model, s.options.training, s.options.seed);
   LoopHooks hooks;
@@ -400,6 +401,52 @@ absl::StatusOr<std::vector<v1::Prototype>> SegmentationTrainer::ComputePrototype
   }
   net->train(was_training);
   return prototypes;
+}
+
+absl::Status SegmentationTrainer::RecalibrateNormalization() {
+  State& s = *state_;
+  model::UNet net = s.net;
+  const data::SliceDataset& train = *s.data.train;
+  const bool was_training = net->is_training();
+  // Large batches: the cumulative average of per-batch moments misses the variance between
+  // batches, less so the larger they are; without gradients only a few layers' activations are
+  // alive at a time (64 slices of 128^2 at width 0.25: tens of MB).
+  const int64_t chunk = 64;
+  try {
+    torch::NoGradGuard no_grad;
+    for (size_t j = 0; j < s.joints.size(); ++j) {
+      at::Tensor members = train.domains.eq(static_cast<int64_t>(j)).nonzero().view({-1});
+      const int64_t n = members.numel();
+      if (n < 2) continue;  // BatchNorm in training mode needs two values per channel
+      const std::string suffix = ".norms." + (s.shared ? std::string("shared") : s.joints[j].name);
+      std::vector<std::pair<torch::nn::BatchNorm2dImpl*, c10::optional<double>>> norms;
+      for (const auto& item : net->named_modules()) {
+        if (!item.key().ends_with(suffix)) continue;
+        if (auto* bn = dynamic_cast<torch::nn::BatchNorm2dImpl*>(item.value().get())) {
+          norms.emplace_back(bn, bn->options.momentum());
+          bn->reset_running_stats();
+          bn->options.momentum(c10::nullopt);  // cumulative average
+        }
+      }
+      net->train();
+      const int64_t domain = s.shared ? int64_t{0} : static_cast<int64_t>(j);
+      for (int64_t start = 0; start < n;) {
+        // A last batch of one slice would fail in training mode; fold it into this one.
+        int64_t count = std::min(chunk, n - start);
+        if (n - start - count == 1) ++count;
+        at::Tensor idx = members.narrow(0, start, count);
+        net->forward(train.images.index_select(0, idx).unsqueeze(1), domain);
+        start += count;
+      }
+      for (auto& [bn, momentum] : norms) bn->options.momentum(momentum);
+    }
+  } catch (const c10::Error& e) {
+    net->train(was_training);
+    return absl::InternalError(fmt::format("re-estimating normalization statistics failed: {}",
+                                           e.what_without_backtrace()));
+  }
+  net->train(was_training);
+  return absl::OkStatus();
 }
 
 TensorMap SegmentationTrainer::Weights() const { return inference::StateDict(*state_->net); }

@@ -97,6 +97,7 @@ absl::StatusOr<TrainSummary> ShapePriorTrainer::Train() {
   loop.resume = s.options.resume;
   loop.show_progress = s.options.show_progress;
   loop.stop_at_step = s.options.stop_at_step;
+  loop.stop_at_unix_s = s.options.stop_at_unix_s;
   loop.on_progress = s.options.on_progress;
   loop.fingerprint = RunFingerprint(s.options.model, training, s.options.seed);
   LoopHooks hooks;

@@ -1,5 +1,6 @@
 #include "site_agent/training/training_loop.h"
 
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <thread>
@@ -135,6 +136,12 @@ absl::StatusOr<std::shared_ptr<const data::BatchSampler>> MakeSampler(
   options.batch_size = training.batch_size() > 0 ? training.batch_size() : 8;
   options.foreground_probability = training.foreground_probability();
   options.augment = training.augment();
+  if (training.augment_min_scale() > 0) {
+    options.augment_options.min_scale = training.augment_min_scale();
+  }
+  if (training.augment_max_scale() > 0) {
+    options.augment_options.max_scale = training.augment_max_scale();
+  }
   options.seed = seed;
   return data::BatchSampler::Create(std::move(dataset), options);
 }
@@ -214,6 +221,7 @@ absl::StatusOr<LoopResult> RunTrainingLoop(const LoopOptions& options,
     return WriteState(options.run_dir, state);
   };
 
+  int64_t steps_done = state.step;
   for (int64_t step = state.step; step < end_step; ++step) {
     ASSIGN_OR_RETURN(data::Batch batch, loader->Next());
     const double lr = LearningRateAt(options.training.optimizer(), step, budget.total_steps);
@@ -231,6 +239,7 @@ absl::StatusOr<LoopResult> RunTrainingLoop(const LoopOptions& options,
     ++epoch_steps;
     slices_seen += batch.images.size(0);
     const int64_t done = step + 1;
+    steps_done = done;
     const double mean_loss = sums["loss"] / static_cast<double>(epoch_steps);
     progress.Update(done, mean_loss, last_dice);
     if (options.on_progress) {
@@ -239,6 +248,21 @@ absl::StatusOr<LoopResult> RunTrainingLoop(const LoopOptions& options,
 
     const bool epoch_end = done % spe == 0 || done == budget.total_steps;
     const bool interrupted = done == end_step && !epoch_end;
+    result.out_of_time =
+        done < end_step && options.stop_at_unix_s > 0 &&
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+                .count() >= options.stop_at_unix_s;
+    if (result.out_of_time && !epoch_end) {
+      // The partial epoch's means stand for the result (no validation: no time left for it).
+      result.last_losses.clear();
+      for (const auto& [name, value] : sums) {
+        result.last_losses[name] = value / static_cast<double>(epoch_steps);
+      }
+      progress.Note(fmt::format("{}: stopped at step {}/{}: out of time", options.label, done,
+                                budget.total_steps));
+      RETURN_IF_ERROR(write_checkpoint(done));
+      break;
+    }
     if (!epoch_end && !interrupted) continue;
     if (interrupted) {
       // As if killed after this step: checkpoint, but no epoch record.
@@ -262,7 +286,8 @@ absl::StatusOr<LoopResult> RunTrainingLoop(const LoopOptions& options,
     std::string note =
         fmt::format("{} epoch {}/{} step {}/{} loss {:.4f}", options.label, epoch, budget.epochs(),
                     done, budget.total_steps, result.last_losses["loss"]);
-    const bool validate = hooks.validate && (epoch % interval == 0 || done == budget.total_steps);
+    const bool validate = hooks.validate && !result.out_of_time &&
+                          (epoch % interval == 0 || done == budget.total_steps);
     bool improved = false;
     if (validate) {
       ASSIGN_OR_RETURN(result.last_validation, hooks.validate());
@@ -288,10 +313,15 @@ absl::StatusOr<LoopResult> RunTrainingLoop(const LoopOptions& options,
     RETURN_IF_ERROR(metrics.Append(record));
     sums.clear();
     epoch_steps = 0;
+    if (result.out_of_time) {
+      progress.Note(fmt::format("{}: stopped at step {}/{}: out of time", options.label, done,
+                                budget.total_steps));
+      break;
+    }
   }
   progress.Finish();
   result.seconds = progress.ElapsedSeconds();
-  result.steps_done = std::max(state.step, end_step);
+  result.steps_done = std::max(state.step, steps_done);
   result.finished = result.steps_done >= budget.total_steps;
   if (loader) {
     const data::LoaderStats stats = loader->stats();

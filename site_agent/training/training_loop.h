@@ -47,6 +47,10 @@ struct LoopOptions {
   // Stop (with a checkpoint, as an interruption would) once this many steps are done; -1: run to
   // the end of the budget. For tests of resuming, and for callers with a deadline.
   int64_t stop_at_step = -1;
+  // Stop after the step during which this Unix time (s) passes; 0: no limit. Federated rounds
+  // have a deadline: an update that arrives after it is refused, so training stops in time for
+  // the upload, with the steps done so far (the last partial epoch is summarized, not validated).
+  double stop_at_unix_s = 0;
   std::function<void(double)> on_progress;  // fraction of the budget done
   // Identifies the run's configuration (model, training, seed): a checkpoint written under a
   // different fingerprint is refused instead of silently continued.
@@ -72,6 +76,7 @@ struct LoopResult {
   int64_t total_steps = 0;
   int64_t steps_per_epoch = 0;
   bool finished = false;
+  bool out_of_time = false;                   // stopped early at stop_at_unix_s
   double seconds = 0;                         // wall time of this process's part
   std::vector<double> epoch_losses;           // mean total loss of each epoch run in this process
   std::map<std::string, double> last_losses;  // means over the last epoch

@@ -46,10 +46,14 @@ class CheckpointStoreTest : public ::testing::Test {
                                    common::tensors::DType::kF32,
                                    {3},
                                    std::as_bytes(std::span<const float>(values))};
-    auto digest =
+    auto written =
         store.WriteModel(round, std::span(&ref, 1), {{"round", std::to_string(round)}}, *signer_);
-    EXPECT_TRUE(digest.ok()) << digest.status();
-    return *digest;
+    EXPECT_TRUE(written.ok()) << written.status();
+    if (!written.ok()) return std::string();
+    // The SHA-256 taken while writing is the file's, and the signature covers it.
+    auto file_sha = common::security::Sha256File(store.ModelPath(round));
+    EXPECT_TRUE(file_sha.ok() && *file_sha == written->file_sha256);
+    return written->digest;
   }
 
   fs::path dir_;

@@ -1,6 +1,5 @@
-// A real federation on loopback: the coordinator's gRPC server with mutual TLS on 127.0.0.1:0,
-// a consortium PKI created at test time, and site agents with small fake trainers (the
-// federation is what is under test here, not the network being trained).
+// A federation's normal life and the updates and peers it must refuse (fixture in
+// federation_fixture.h: real gRPC + mutual TLS on loopback, fake trainers).
 #include <ATen/ATen.h>
 #include <unistd.h>
 
@@ -12,8 +11,10 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_format.h"
 #include "common/base/atomic_file.h"
 #include "common/log/logging.h"
+#include "common/security/model_signing.h"
 #include "common/security/pki.h"
 #include "common/security/tls_credentials.h"
 #include "common/tensors/safetensors_file.h"
@@ -23,175 +24,18 @@
 #include "coordinator/service/coordinator_server.h"
 #include "site_agent/federation/coordinator_client.h"
 #include "site_agent/federation/site_runner.h"
+#include "tests/integration/federation_fixture.h"
 
 namespace fedjoint {
 namespace {
 
 namespace fs = std::filesystem;
 using common::tensors::TensorMap;
+using integration::FakeTrainer;
+using integration::FederationTest;
+using integration::Values;
+using integration::WaitFor;
 using ::testing::HasSubstr;
-
-// The fake network: one global conv, a head per joint, site-scoped norms per joint.
-std::vector<coordinator::OwnedTensor> InitialModel(const v1::PhaseConfig&) {
-  return {{"encoder.conv.weight", {2, 3}, {0, 1, 2, 3, 4, 5}},
-          {"heads.knee.weight", {2}, {10, 20}},
-          {"heads.ankle.weight", {2}, {30, 40}},
-          {"encoder.bn.norms.knee.running_mean", {2}, {0, 0}},
-          {"encoder.bn.norms.ankle.running_mean", {2}, {0, 0}}};
-}
-
-v1::PhaseConfig Phase(int rounds) {
-  v1::PhaseConfig phase;
-  phase.set_name("segmentation");
-  phase.set_rounds(rounds);
-  for (const char* joint : {"knee", "ankle"}) {
-    auto* j = phase.mutable_model()->add_joints();
-    j->set_name(joint);
-    j->add_structures("bone");
-  }
-  for (auto [pattern, scope] : std::vector<std::pair<const char*, const char*>>{
-           {"*norms*", "site"}, {"heads.*", "domain"}, {"*", "global"}}) {
-    auto* rule = phase.add_scopes();
-    rule->set_pattern(pattern);
-    rule->set_scope(scope);
-  }
-  return phase;
-}
-
-// Adds `delta` to every tensor it receives; site-scoped tensors get a recognisable +1000 so a
-// leak would show in anything the coordinator stores.
-class FakeTrainer : public site_agent::LocalTrainer {
- public:
-  FakeTrainer(std::string joint, float delta, int64_t samples)
-      : joint_(std::move(joint)), delta_(delta), samples_(samples) {}
-
-  absl::StatusOr<TensorMap> InitialSiteTensors(const v1::Task&) override {
-    return TensorMap{{"encoder.bn.norms." + joint_ + ".running_mean", at::zeros({2})}};
-  }
-  absl::StatusOr<site_agent::TrainResult> Train(site_agent::TrainRequest request) override {
-    ++calls;
-    site_agent::TrainResult result;
-    for (auto& [name, t] : request.weights) {
-      bool site_scoped = name.find("norms") != std::string::npos;
-      result.weights[name] = t + (site_scoped ? 1000.f : delta_);
-    }
-    result.num_samples = samples_;
-    v1::Prototype p;
-    p.set_domain(joint_);
-    p.set_scale(0);
-    p.add_values(1);
-    p.add_values(0);
-    p.set_count(samples_);
-    result.prototypes.push_back(p);
-    result.metrics["loss"] = 0.5;
-    if (request.on_progress) request.on_progress(1.0);
-    return result;
-  }
-  std::atomic<int> calls{0};
-
- private:
-  std::string joint_;
-  float delta_;
-  int64_t samples_;
-};
-
-class FederationTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() { (void)common::log::Setup({"warn", common::log::Format::kHuman}); }
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("fedjoint_fed_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    ASSERT_TRUE(common::security::InitPki(dir_ / "pki", {}).ok());
-    for (const char* site : {"site-a", "site-b", "site-c", "site-x"}) {
-      auto request = common::security::CreateSiteRequest(site, dir_ / site / "pki");
-      ASSERT_TRUE(request.ok()) << request.status();
-      auto issued = common::security::SignSiteRequest(dir_ / "pki", request->csr);
-      ASSERT_TRUE(issued.ok()) << issued.status();
-      // The operator sends the certificate back; the key never left the site's folder.
-      fs::copy_file(dir_ / "pki" / issued->file,
-                    dir_ / site / "pki" / (std::string(site) + ".crt"));
-    }
-  }
-  void TearDown() override {
-    if (server_) server_->Shutdown();
-    fs::remove_all(dir_);
-  }
-
-  void StartCoordinator(int rounds, int min_sites, double deadline_s = 60) {
-    coordinator::JobOptions options;
-    options.job_id = "test-job";
-    options.orchestrator.min_sites = min_sites;
-    options.orchestrator.min_updates = min_sites;
-    options.orchestrator.round_deadline_s = deadline_s;
-    options.phases = {Phase(rounds)};
-    options.max_update_bytes = 1 << 20;
-    auto signer =
-        common::security::ModelSigner::Load(dir_ / "pki/signing.key", dir_ / "pki/signing.crt");
-    ASSERT_TRUE(signer.ok()) << signer.status();
-    auto job = coordinator::FederatedJob::Create(
-        options, dir_ / "state",
-        std::make_shared<common::security::ModelSigner>(std::move(*signer)), InitialModel,
-        coordinator::NowSeconds());
-    ASSERT_TRUE(job.ok()) << job.status();
-    job_ = std::move(*job);
-    revocations_ = *common::security::RevocationList::Load(
-        dir_ / "pki/crl.pem", dir_ / "pki/ca.crt",
-        common::security::RevocationList::Options{std::chrono::milliseconds(10)});
-    auto credentials = common::security::LoadServerCredentials(
-        dir_ / "pki/ca.crt", dir_ / "pki/server.crt", dir_ / "pki/server.key", revocations_);
-    ASSERT_TRUE(credentials.ok()) << credentials.status();
-    coordinator::ServerOptions server_options;
-    server_options.listen_address = "127.0.0.1:0";
-    server_options.service.task_poll_s = 1;
-    server_options.service.chunk_bytes = 64;  // many chunks even for a tiny model
-    auto server = coordinator::CoordinatorServer::Start(job_.get(), *credentials, revocations_,
-                                                        server_options);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = std::move(*server);
-  }
-
-  std::unique_ptr<site_agent::CoordinatorClient> Client(const std::string& site,
-                                                        const std::string& cert_site = "") {
-    const std::string who = cert_site.empty() ? site : cert_site;
-    auto credentials = common::security::LoadClientCredentials(dir_ / "pki/ca.crt",
-                                                               dir_ / who / "pki" / (who + ".crt"),
-                                                               dir_ / who / "pki" / (who + ".key"));
-    EXPECT_TRUE(credentials.ok()) << credentials.status();
-    if (!credentials.ok()) return nullptr;
-    site_agent::ClientOptions options;
-    options.site = site;
-    options.target = "127.0.0.1:" + std::to_string(server_->port());
-    options.task_poll_s = 1;
-    options.chunk_bytes = 100;
-    options.max_attempts = 3;
-    options.backoff_initial_s = 0.05;
-    return std::make_unique<site_agent::CoordinatorClient>(options, *credentials);
-  }
-
-  absl::Status RunSite(const std::string& site, FakeTrainer* trainer,
-                       std::map<std::string, int64_t> samples) {
-    auto client = Client(site);
-    if (!client) return absl::InternalError("no client credentials for " + site);
-    auto verifier = common::security::SignatureVerifier::Load(dir_ / "pki/ca.crt");
-    if (!verifier.ok()) return verifier.status();
-    site_agent::SiteRunner runner({site, dir_ / site / "state", std::move(samples)}, client.get(),
-                                  std::move(*verifier), trainer);
-    return runner.Run();
-  }
-
-  fs::path dir_;
-  std::unique_ptr<coordinator::FederatedJob> job_;
-  std::shared_ptr<common::security::RevocationList> revocations_;
-  std::unique_ptr<coordinator::CoordinatorServer> server_;
-};
-
-std::vector<float> Values(const common::tensors::SafetensorsFile& file, const std::string& name) {
-  auto span = file.DataAs<float>(name);
-  EXPECT_TRUE(span.ok()) << span.status();
-  return span.ok() ? std::vector<float>(span->begin(), span->end()) : std::vector<float>();
-}
 
 TEST_F(FederationTest, ThreeSitesTwoRoundsScopedWeightedAverage) {
   StartCoordinator(/*rounds=*/2, /*min_sites=*/3);
@@ -251,8 +95,75 @@ TEST_F(FederationTest, ThreeSitesTwoRoundsScopedWeightedAverage) {
     EXPECT_EQ(json["round"], lines);
     EXPECT_EQ(json["updates"]["site-b"]["num_samples"], 30);
     EXPECT_EQ(json["prototypes"][0]["domain"], "ankle");
+    // Every site's metrics, the last uploader's too (its upload finalizes the round at once).
+    for (const char* site : {"site-a", "site-b", "site-c"}) {
+      ASSERT_TRUE(json["metrics"].contains(site)) << "round " << lines << ": " << site;
+      EXPECT_EQ(json["metrics"][site]["loss"], 0.5) << site;
+      EXPECT_TRUE(json["metrics"][site].contains("train_seconds")) << site;
+    }
   }
   EXPECT_EQ(lines, 2);
+}
+
+// The coordinator signs its models' metadata (job, phase, round) with the weights; a site refuses
+// a validly signed model that is not the one its task needs (an older round replayed, or a model
+// of another job), and accepts the right one.
+TEST_F(FederationTest, AValidlySignedModelOfAnotherRoundOrJobIsRefused) {
+  StartCoordinator(/*rounds=*/2, /*min_sites=*/1);
+  FakeTrainer a("knee", 1, 10);
+  ASSERT_TRUE(RunSite("site-a", &a, {{"knee", 10}}).ok());
+  ASSERT_EQ(job_->finished_rounds(), 2);
+
+  auto client = Client("site-a");
+  auto verifier = common::security::SignatureVerifier::Load(dir_ / "pki/ca.crt");
+  ASSERT_TRUE(verifier.ok());
+  FakeTrainer unused("knee", 0, 10);
+  site_agent::SiteRunner runner({"site-a", dir_ / "site-a/replay", {{"knee", 10}}}, client.get(),
+                                std::move(*verifier), &unused);
+  // A round-3 task (as if the job had a third round) naming round `model_round`'s model.
+  auto task_with = [&](int model_round, const std::string& job) {
+    const fs::path path =
+        dir_ / "state/rounds" / absl::StrFormat("%04d", model_round) / "global.safetensors";
+    auto file = common::tensors::SafetensorsFile::Open(path);
+    EXPECT_TRUE(file.ok()) << file.status();
+    v1::Task task;
+    task.set_kind(v1::Task::TRAIN);
+    task.set_job_id(job);
+    task.set_phase("segmentation");
+    task.set_round(3);
+    task.set_model_digest(file.ok() ? file->digest() : "");
+    task.set_model_bytes(int64_t(fs::file_size(path)));
+    task.set_model_signature(
+        *common::base::ReadSmallFile(common::security::SignaturePathFor(path)));
+    return task;
+  };
+  auto replayed = task_with(1, "test-job");
+  auto pulled = runner.PullModel("", replayed, site_agent::ExpectedStartModel(replayed));
+  ASSERT_FALSE(pulled.ok());
+  EXPECT_EQ(pulled.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(std::string(pulled.status().message()),
+              HasSubstr("signed fedjoint.round is '1', expected '2' or '0'"));
+  auto other_job = task_with(2, "another-job");
+  pulled = runner.PullModel("", other_job, site_agent::ExpectedStartModel(other_job));
+  ASSERT_FALSE(pulled.ok());
+  EXPECT_THAT(std::string(pulled.status().message()),
+              HasSubstr("signed fedjoint.job is 'test-job', expected 'another-job'"));
+  // The right model with another model's signature: the signed SHA-256 is not the file's.
+  auto mismatched = task_with(2, "test-job");
+  mismatched.set_model_signature(replayed.model_signature());
+  pulled = runner.PullModel("", mismatched, site_agent::ExpectedStartModel(mismatched));
+  ASSERT_FALSE(pulled.ok());
+  EXPECT_EQ(pulled.status().code(), absl::StatusCode::kDataLoss) << pulled.status();
+  auto right = task_with(2, "test-job");
+  pulled = runner.PullModel("", right, site_agent::ExpectedStartModel(right));
+  EXPECT_TRUE(pulled.ok()) << pulled.status();
+  // A cached model is checked again when reused: as the start of round 5 it is refused.
+  ASSERT_TRUE(fs::exists(*pulled));
+  auto later = right;
+  later.set_round(5);
+  pulled = runner.PullModel("", later, site_agent::ExpectedStartModel(later));
+  ASSERT_FALSE(pulled.ok());
+  EXPECT_THAT(std::string(pulled.status().message()), HasSubstr("expected '4' or '0'"));
 }
 
 // Sends an upload stream message by message (so tests can break the protocol on purpose).
@@ -448,6 +359,132 @@ TEST_F(RefusalTest, MalformedHostileStaleAndDuplicateUpdates) {
   EXPECT_THAT(Values(*model, "encoder.conv.weight"), ::testing::Each(1.f));
   // The ankle head had no contributor: it keeps its initial value.
   EXPECT_THAT(Values(*model, "heads.ankle.weight"), ::testing::ElementsAre(30.f, 40.f));
+}
+
+// The phase's max_update_norm (from the config) bounds how far an update may move the model.
+TEST_F(RefusalTest, UpdateFartherThanThePhasesNormBoundIsRefused) {
+  StartCoordinator({.rounds = 1, .min_sites = 1, .max_update_norm = 5});
+  auto x = Stub("site-x");
+  ASSERT_TRUE(Join(x.get(), "site-x").ok());
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        grpc::ClientContext context;
+        v1::TaskRequest request;
+        request.set_site("site-x");
+        v1::Task task;
+        return x->GetTask(&context, request, &task).ok() && task.kind() == v1::Task::TRAIN;
+      },
+      10));
+  // Start: conv 0..5, knee head (10, 20). +100 everywhere is far outside a bound of 5.
+  TensorMap far = {{"encoder.conv.weight", at::arange(6, at::kFloat).view({2, 3}) + 100},
+                   {"heads.knee.weight", at::tensor({110.f, 120.f})}};
+  std::string payload = Payload(far);
+  grpc::Status s = RawUpload(x.get(), Header(1, int64_t(payload.size())), payload);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("update from site 'site-x'"));
+  EXPECT_THAT(s.error_message(), HasSubstr("exceeds the bound of 5"));
+  // A small step (norm sqrt(8) * 1 < 5) is accepted.
+  TensorMap near = {{"encoder.conv.weight", at::arange(6, at::kFloat).view({2, 3}) + 1},
+                    {"heads.knee.weight", at::tensor({11.f, 21.f})}};
+  payload = Payload(near);
+  s = RawUpload(x.get(), Header(1, int64_t(payload.size())), payload);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+}
+
+// A handshake refused for a certificate reason is not an outage: the site's Join gives up at once
+// with the reason, instead of retrying "not reachable" forever. A closed port is still retried.
+TEST_F(RefusalTest, JoinGivesUpOnATlsRefusalButRetriesAnOutage) {
+  StartCoordinator(1, 1);
+  auto client_with = [&](std::shared_ptr<grpc::ChannelCredentials> credentials, int port) {
+    site_agent::ClientOptions options;
+    options.site = "site-a";
+    options.target = "127.0.0.1:" + std::to_string(port);
+    options.max_attempts = 12;  // ~3 s of backoff: long enough to tell "gave up" from "retried"
+    options.backoff_initial_s = 0.05;
+    options.backoff_max_s = 0.3;
+    options.reconnect_backoff_max_s = 0.3;
+    return std::make_unique<site_agent::CoordinatorClient>(options, credentials);
+  };
+  v1::JoinRequest join;
+  join.set_version(v1::PROTOCOL_VERSION_1);
+  join.set_site("site-a");
+  auto* d = join.add_domains();
+  d->set_joint("knee");
+  d->set_num_samples(10);
+  // Returns the error message.
+  auto expect_refusal = [&](site_agent::CoordinatorClient& client, const std::string& what) {
+    const auto started = std::chrono::steady_clock::now();
+    auto joined = client.Join(join);
+    const double took =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    EXPECT_FALSE(joined.ok()) << what;
+    if (joined.ok()) return std::string();
+    EXPECT_EQ(joined.status().code(), absl::StatusCode::kUnauthenticated)
+        << what << ": " << joined.status();
+    EXPECT_THAT(std::string(joined.status().message()),
+                HasSubstr("join 127.0.0.1:" + std::to_string(port_) + ": the TLS handshake"))
+        << what;
+    EXPECT_LT(took, 3.0) << what << ": retried instead of giving up";
+    return std::string(joined.status().message());
+  };
+  auto raw = [&](const fs::path& ca, const fs::path& cert, const fs::path& key) {
+    grpc::SslCredentialsOptions options;
+    options.pem_root_certs = *common::base::ReadSmallFile(ca);
+    options.pem_cert_chain = *common::base::ReadSmallFile(cert);
+    options.pem_private_key = *common::base::ReadSmallFile(key);
+    return grpc::SslCredentials(options);
+  };
+
+  // A client certificate from another consortium's CA.
+  ASSERT_TRUE(common::security::InitPki(dir_ / "other-pki", {}).ok());
+  auto request = common::security::CreateSiteRequest("site-a", dir_ / "impostor");
+  ASSERT_TRUE(request.ok());
+  auto issued = common::security::SignSiteRequest(dir_ / "other-pki", request->csr);
+  ASSERT_TRUE(issued.ok());
+  auto foreign =
+      client_with(raw(dir_ / "pki/ca.crt", dir_ / "other-pki" / issued->file, request->key), port_);
+  expect_refusal(*foreign, "foreign client certificate");
+
+  // The site trusts another CA than the coordinator's (tls.ca_cert is not the consortium's).
+  auto wrong_ca = client_with(raw(dir_ / "other-pki/ca.crt", dir_ / "site-a/pki/site-a.crt",
+                                  dir_ / "site-a/pki/site-a.key"),
+                              port_);
+  // This side refuses the coordinator's certificate: gRPC names the reason, no retry at all.
+  EXPECT_THAT(expect_refusal(*wrong_ca, "coordinator certificate from another CA"),
+              HasSubstr("certificate verify failed"));
+
+  // A revoked site (a new connection: refused at the handshake).
+  ASSERT_TRUE(common::security::RevokeSite(dir_ / "pki", "site-c").ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  auto revoked = client_with(
+      raw(dir_ / "pki/ca.crt", dir_ / "site-c/pki/site-c.crt", dir_ / "site-c/pki/site-c.key"),
+      port_);
+  expect_refusal(*revoked, "revoked client certificate");
+
+  // Nobody listening: an outage, retried until max_attempts, then UNAVAILABLE.
+  const int closed_port = port_;
+  server_->Shutdown();
+  server_.reset();
+  auto outage = client_with(
+      raw(dir_ / "pki/ca.crt", dir_ / "site-a/pki/site-a.crt", dir_ / "site-a/pki/site-a.key"),
+      closed_port);
+  auto joined = outage->Join(join);
+  ASSERT_FALSE(joined.ok());
+  EXPECT_EQ(joined.status().code(), absl::StatusCode::kUnavailable) << joined.status();
+}
+
+// A task may slice the site's scans differently from the site's own config (the count declared at
+// join): an update is never refused for claiming more slices than declared; it claims at most
+// the declaration.
+TEST_F(FederationTest, UpdateCountAboveTheDeclarationIsCappedNotRefused) {
+  StartCoordinator(/*rounds=*/1, /*min_sites=*/1);
+  FakeTrainer a("knee", 1, /*samples=*/50);
+  absl::Status s = RunSite("site-a", &a, {{"knee", 10}});
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(a.calls, 1) << "the first update was accepted";
+  auto log = integration::RoundLog(dir_ / "state");
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_EQ(log[0]["updates"]["site-a"]["num_samples"], 10);
 }
 
 }  // namespace

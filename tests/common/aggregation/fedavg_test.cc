@@ -105,6 +105,33 @@ TEST_F(RefusalTest, NaNAndInfinity) {
               HasSubstr("'heads.knee.w' contains NaN or infinite values"));
 }
 
+// Large tensors take the threaded, vectorized check: one bad value anywhere in it (last element,
+// a negative infinity, a NaN with payload) is found, and the running sum is untouched.
+TEST(ScopedFedAvgTest, NonFiniteValueAnywhereInALargeTensorIsRefused) {
+  constexpr size_t kSize = (1 << 18) + 3;
+  std::vector<float> start(kSize, 0.f);
+  ScopedFedAvg avg({{{"encoder.w", {int64_t(kSize)}, start}, {Scope::kGlobal, ""}}}, {});
+  std::vector<float> good(kSize, 2.f);
+  std::vector<std::string> joints;
+  for (size_t at : {size_t{0}, kSize / 2 + 1, kSize - 1}) {
+    for (float bad : {-std::numeric_limits<float>::infinity(), std::nanf("7")}) {
+      std::vector<float> update(kSize, 1.f);
+      update[at] = bad;
+      auto status = avg.Add("site-x", joints,
+                            std::vector<TensorView>{{"encoder.w", {int64_t(kSize)}, update}}, 1);
+      EXPECT_THAT(std::string(status.message()), HasSubstr("contains NaN or infinite values"))
+          << "at " << at;
+    }
+  }
+  ASSERT_TRUE(
+      avg.Add("site-y", joints, std::vector<TensorView>{{"encoder.w", {int64_t(kSize)}, good}}, 1)
+          .ok());
+  auto result = avg.Finalize();
+  EXPECT_EQ(avg.num_updates(), 1);
+  EXPECT_EQ(result[0].front(), 2.f);
+  EXPECT_EQ(result[0].back(), 2.f);
+}
+
 TEST_F(RefusalTest, MissingDuplicateAndForeignDomain) {
   EXPECT_EQ(Refuse({{"encoder.w", {2, 2}, body_}}),
             "update from site 'site-x': tensor 'heads.knee.w' (scope domain:knee) is missing");

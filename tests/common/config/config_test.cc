@@ -2,13 +2,17 @@
 // the coordinator and site configs.
 #include "common/config/config.h"
 
+#include <unistd.h>
+
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "common/config/schema_check.h"
+#include "common/log/logging.h"
 #include "config_test_schema.pb.h"
 
 namespace fedjoint::common::config {
@@ -343,6 +347,42 @@ TEST(SiteConfigTest, CrossFieldRules) {
   EXPECT_EQ(Errors<v1::SiteConfig>(yaml + "model: {}\n"),
             "c.yaml: 1 problem\n"
             "c.yaml:4:8: model.joints: missing required key");
+}
+
+// A command that loads its config logs as its `logging:` section says, unless --log-level /
+// --log-format were given on the command line.
+TEST(ConfigTest, LoadingAConfigAppliesItsLoggingSectionUnlessTheCommandLineSetIt) {
+  const fs::path file = fs::temp_directory_path() /
+                        ("fedjoint_config_logging_" + std::to_string(::getpid()) + ".yaml");
+  auto load_with = [&](const std::string& logging) {
+    std::ofstream(file) << kMinimalSite << logging;
+    auto config = LoadConfig<v1::SiteConfig>(file);
+    EXPECT_TRUE(config.ok()) << config.status();
+  };
+  auto logger = log::Get("config-test");
+  ASSERT_TRUE(log::Setup({}).ok());
+  log::SetCommandLineOverrides(false, false);
+
+  load_with("logging: {level: error, format: json}\n");
+  EXPECT_EQ(logger->level(), spdlog::level::err);
+  ::testing::internal::CaptureStderr();
+  logger->error("hello");
+  const std::string line = ::testing::internal::GetCapturedStderr();
+  EXPECT_THAT(line, ::testing::StartsWith("{"));
+  EXPECT_THAT(line, ::testing::HasSubstr("\"msg\":\"hello\""));
+
+  // An explicit --log-level wins; the format still comes from the file.
+  ASSERT_TRUE(log::Setup({.level = "warn"}).ok());
+  log::SetCommandLineOverrides(/*level=*/true, /*format=*/false);
+  load_with("logging: {level: debug, format: human}\n");
+  EXPECT_EQ(logger->level(), spdlog::level::warn);
+  ::testing::internal::CaptureStderr();
+  logger->warn("hello");
+  EXPECT_THAT(::testing::internal::GetCapturedStderr(), ::testing::Not(::testing::StartsWith("{")));
+
+  log::SetCommandLineOverrides(false, false);
+  ASSERT_TRUE(log::Setup({}).ok());
+  fs::remove(file);
 }
 
 }  // namespace

@@ -119,6 +119,23 @@ TEST_F(TrainerTest, LossDecreases) {
   EXPECT_TRUE(summary->metrics.contains("val_dice/knee/femur"));
 }
 
+// A federated round's deadline: training stops after the step during which the stop time passes,
+// with the partial epoch's losses, and without validating (no time left for it).
+TEST_F(TrainerTest, StopsEarlyWhenOutOfTime) {
+  v1::ModelConfig model = test_util::TinyModel();
+  TrainerOptions options = Options(model, 36);
+  options.stop_at_unix_s = 1;  // long past
+  auto trainer = SegmentationTrainer::Create(options, KneeData(model));
+  ASSERT_TRUE(trainer.ok()) << trainer.status();
+  auto summary = (*trainer)->Train();
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_TRUE(summary->loop.out_of_time);
+  EXPECT_FALSE(summary->loop.finished);
+  EXPECT_EQ(summary->loop.steps_done, 1);
+  EXPECT_TRUE(summary->loop.last_validation.empty());
+  EXPECT_TRUE(summary->metrics.contains("loss"));
+}
+
 TEST_F(TrainerTest, ResumeContinuesExactlyAsAnUninterruptedRun) {
   v1::ModelConfig model = test_util::TinyModel();
   const TrainingData data = KneeData(model);
@@ -167,6 +184,52 @@ TEST_F(TrainerTest, ResumeContinuesExactlyAsAnUninterruptedRun) {
   EXPECT_THAT(refused.status().message(), HasSubstr("different run"));
   fs::remove_all(straight);
   fs::remove_all(resumed);
+}
+
+// Relative distance between eval-mode logits (running statistics) and training-mode logits
+// (the slices' own batch statistics) of the knee head over every training slice.
+double EvalVsBatchStatisticsGap(common::model::UNet net, const at::Tensor& slices) {
+  torch::NoGradGuard no_grad;
+  net->eval();
+  at::Tensor eval = net->forward(slices, 0).logits[0];
+  net->train();
+  at::Tensor batch = net->forward(slices, 0).logits[0];
+  return ((eval - batch).norm() / batch.norm()).item<double>();
+}
+
+// After federated averaging the statistics a site kept describe other weights; re-estimation
+// makes eval mode see what the weights produce on the site's slices again.
+TEST_F(TrainerTest, NormalizationRecalibrationMatchesTheWeightsInUse) {
+  v1::ModelConfig model = test_util::TinyModel();
+  TrainingData data = KneeData(model, 0);
+  auto trainer = SegmentationTrainer::Create(Options(model, 1), data);
+  ASSERT_TRUE(trainer.ok()) << trainer.status();
+  // Statistics from "another network": far from what these weights produce.
+  common::tensors::TensorMap weights = (*trainer)->Weights();
+  const common::tensors::TensorMap original = weights;
+  for (auto& [name, tensor] : weights) {
+    if (name.ends_with("norms.knee.running_mean")) tensor = torch::full_like(tensor, 3.0);
+    if (name.ends_with("norms.knee.running_var")) tensor = torch::full_like(tensor, 0.05);
+  }
+  ASSERT_TRUE((*trainer)->LoadWeights(weights).ok());
+  const at::Tensor slices = data.train->images.unsqueeze(1);
+  const double before = EvalVsBatchStatisticsGap((*trainer)->model(), slices);
+
+  ASSERT_TRUE((*trainer)->LoadWeights(weights).ok());
+  ASSERT_TRUE((*trainer)->RecalibrateNormalization().ok());
+  const common::tensors::TensorMap recalibrated = (*trainer)->Weights();
+  const double after = EvalVsBatchStatisticsGap((*trainer)->model(), slices);
+  EXPECT_GT(before, 0.5);
+  EXPECT_LT(after, 0.05) << "before: " << before;
+  // Only running statistics changed: every learned weight is as loaded.
+  for (const auto& [name, tensor] : recalibrated) {
+    if (name.find("running_") != std::string::npos || name.ends_with("num_batches_tracked")) {
+      continue;
+    }
+    EXPECT_TRUE(torch::equal(tensor, weights.at(name))) << name;
+  }
+  EXPECT_FALSE(torch::equal(recalibrated.at("encoder.bn1.norms.knee.running_mean"),
+                            weights.at("encoder.bn1.norms.knee.running_mean")));
 }
 
 TEST_F(TrainerTest, StrictLoadingNamesTheMismatchedTensor) {
@@ -238,6 +301,12 @@ TEST_F(TrainerTest, FederatedRoundKeepsNamesAndReturnsUnitPrototypes) {
   EXPECT_DOUBLE_EQ(progress, 1.0);
   const TrainingData data = KneeData(task.model());
   EXPECT_EQ(result->num_samples, data.train->size());
+  // What the site declares at join counts every labelled slice (5 subjects x 6), so no task's
+  // validation holdout makes an update claim more than was declared.
+  auto declared = (*trainer)->SamplesByJoint(task.model());
+  ASSERT_TRUE(declared.ok()) << declared.status();
+  EXPECT_EQ(declared->at("knee"), 5 * 6);
+  EXPECT_LE(result->num_samples, declared->at("knee"));
   EXPECT_TRUE(result->metrics.contains("contrastive"));
   EXPECT_TRUE(result->metrics.contains("val_dice_mean"));
   // The ankle head saw no sample: unchanged.
