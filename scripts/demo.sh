@@ -143,6 +143,17 @@ joints_yaml() {
   done
 }
 
+# segmentation_model_yaml INDENT SITE...: the segmentation network's `model` section (the CPU
+# default of docs/methods.md), the same for the federation and the individual baselines.
+segmentation_model_yaml() {
+  local indent="$1"
+  shift
+  printf '%s%s\n' "$indent" "architecture: unet_resnet" "$indent" "encoder_depth: 18" \
+    "$indent" "width_multiplier: 0.25" "$indent" "input_size: 128" "$indent" "variant: domain" \
+    "$indent" "joints:"
+  joints_yaml "$indent  " "$@"
+}
+
 cat >"$out/coordinator/coordinator.yaml" <<EOF
 listen: "127.0.0.1:$port"
 state_dir: state
@@ -172,13 +183,7 @@ $(joints_yaml "          " "${sites[@]}")
     - name: segmentation
       rounds: $rounds
       model:
-        architecture: unet_resnet
-        encoder_depth: 18
-        width_multiplier: 0.25
-        input_size: 128
-        variant: domain
-        joints:
-$(joints_yaml "          " "${sites[@]}")
+$(segmentation_model_yaml "        " "${sites[@]}")
       local:
         steps: $steps
         batch_size: 8
@@ -220,13 +225,7 @@ threads: 1          # the three baselines train side by side, like the federatio
 loader_threads: 1
 seed: ${seed[$s]}
 model:
-  architecture: unet_resnet
-  encoder_depth: 18
-  width_multiplier: 0.25
-  input_size: 128
-  variant: domain
-  joints:
-$(joints_yaml "    " "$s")
+$(segmentation_model_yaml "  " "$s")
 training:
   steps: $individual_steps
   batch_size: 8

@@ -99,4 +99,24 @@ at::Tensor DomainBatchNorm2dImpl::forward_grouped(const at::Tensor& x,
   return torch::cat(parts, 0);
 }
 
+CumulativeNormStatistics::CumulativeNormStatistics(torch::nn::Module& model,
+                                                   const std::string& domain) {
+  const std::string suffix = ".norms." + domain;
+  for (const auto& item : model.named_modules()) {
+    if (!item.key().ends_with(suffix)) continue;
+    if (auto* bn = dynamic_cast<torch::nn::BatchNorm2dImpl*>(item.value().get())) {
+      const c10::optional<double> momentum = bn->options.momentum();
+      layers_.emplace_back(bn, momentum ? std::optional<double>(*momentum) : std::nullopt);
+      bn->reset_running_stats();
+      bn->options.momentum(c10::nullopt);  // cumulative average
+    }
+  }
+}
+
+CumulativeNormStatistics::~CumulativeNormStatistics() {
+  for (auto& [bn, momentum] : layers_) {
+    bn->options.momentum(momentum ? c10::optional<double>(*momentum) : c10::nullopt);
+  }
+}
+
 }  // namespace fedjoint::common::model

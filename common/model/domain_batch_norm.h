@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -68,5 +69,24 @@ class DomainBatchNorm2dImpl : public torch::nn::Module {
   std::vector<std::shared_ptr<torch::nn::BatchNorm2dImpl>> norms_;
 };
 TORCH_MODULE(DomainBatchNorm2d);
+
+// Re-estimating one domain's normalization statistics: while it lives, every BatchNorm of
+// `model` named "*.norms.<domain>" starts from reset statistics and accumulates a cumulative
+// average (not BatchNorm's exponential one, so every batch counts equally); forward passes in
+// training mode without gradients fill them. The destructor restores each layer's momentum.
+// Nothing but running statistics changes.
+class CumulativeNormStatistics {
+ public:
+  CumulativeNormStatistics(torch::nn::Module& model, const std::string& domain);
+  ~CumulativeNormStatistics();
+  CumulativeNormStatistics(const CumulativeNormStatistics&) = delete;
+  CumulativeNormStatistics& operator=(const CumulativeNormStatistics&) = delete;
+
+  // Layers found (0: the model has no normalization for that domain).
+  size_t size() const { return layers_.size(); }
+
+ private:
+  std::vector<std::pair<torch::nn::BatchNorm2dImpl*, std::optional<double>>> layers_;
+};
 
 }  // namespace fedjoint::common::model

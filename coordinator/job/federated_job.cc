@@ -13,9 +13,9 @@
 #include "absl/strings/str_format.h"
 #include "common/base/atomic_file.h"
 #include "common/base/status.h"
+#include "common/config/model_config_json.h"
 #include "common/log/logging.h"
 #include "common/tensors/safetensors_writer.h"
-#include "google/protobuf/util/json_util.h"
 
 namespace fedjoint::coordinator {
 namespace {
@@ -54,20 +54,15 @@ std::vector<std::string> JointsOf(const PhaseConfig& phase) {
 }
 
 // The metadata of every model file the coordinator publishes. The phase's network description
-// travels inside the file (the same JSON as site_agent/inference/model_spec.h writes), so a site
-// can evaluate or segment with a downloaded model without a copy of the coordinator's config.
+// travels inside the file, so a site can evaluate or segment with a downloaded model without a
+// copy of the coordinator's config.
 tensors::Metadata ModelMetadata(const PhaseConfig& phase, const std::string& job_id,
                                 int64_t round) {
-  google::protobuf::util::JsonPrintOptions options;
-  options.preserve_proto_field_names = true;
-  options.always_print_primitive_fields = true;
-  std::string model_json;
-  // Cannot fail for a valid message (no Any fields to resolve).
-  (void)google::protobuf::util::MessageToJsonString(phase.model(), &model_json, options);
   return {{"fedjoint.job", job_id},
           {"fedjoint.phase", phase.name()},
           {"fedjoint.round", std::to_string(round)},
-          {"fedjoint.model_config", model_json}};
+          {std::string(common::config::kModelConfigMetadataKey),
+           common::config::ModelConfigToJson(phase.model())}};
 }
 
 std::vector<std::string> SiteJoints(const Orchestrator& o, const std::string& site) {

@@ -15,9 +15,9 @@
 #include "common/aggregation/scopes.h"
 #include "common/base/atomic_file.h"
 #include "common/base/status.h"
+#include "common/config/model_config_json.h"
 #include "common/log/logging.h"
 #include "common/tensors/safetensors_file.h"
-#include "google/protobuf/util/json_util.h"
 
 namespace fedjoint::site_agent {
 namespace {
@@ -353,16 +353,14 @@ absl::Status SiteRunner::ExportModel(const fs::path& global_path, const std::str
   // The normalization statistics the site kept were gathered with its own pre-averaging weights;
   // the trainer re-estimates them for these (LocalTrainer::PrepareForInference).
   bool prepared = false;
-  auto model_json = global_metadata.find("fedjoint.model_config");
+  auto model_json = global_metadata.find(common::config::kModelConfigMetadataKey);
   if (merged && trainer_ != nullptr && model_json != global_metadata.end()) {
-    fedjoint::v1::ModelConfig model;
-    auto parsed = google::protobuf::util::JsonStringToMessage(model_json->second, &model);
-    if (!parsed.ok()) {
+    auto model = common::config::ModelConfigFromJson(model_json->second);
+    if (!model.ok()) {
       return absl::DataLossError(
-          absl::StrCat(global_path.string(),
-                       ": fedjoint.model_config is not a ModelConfig: ", parsed.ToString()));
+          absl::StrCat(global_path.string(), ": ", std::string(model.status().message())));
     }
-    auto ready = trainer_->PrepareForInference(model, std::move(*weights));
+    auto ready = trainer_->PrepareForInference(*model, std::move(*weights));
     if (!ready.ok()) return ready.status();
     *weights = std::move(*ready);
     prepared = true;

@@ -14,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/config/model_config_json.h"
 #include "common/data/slice_dataset.h"
 #include "common/data/volume.h"
 #include "common/model/joint_spec.h"
@@ -24,8 +25,9 @@
 
 namespace fedjoint::site_agent::inference {
 
-// Safetensors metadata key holding the model's v1::ModelConfig as JSON.
-inline constexpr std::string_view kModelConfigMetadataKey = "fedjoint.model_config";
+using common::config::kModelConfigMetadataKey;
+using common::config::ModelConfigFromJson;
+using common::config::ModelConfigToJson;
 
 // Slice axis of a ModelConfig: kAutoSliceAxis, or a canonical voxel axis (0 sagittal, 1 coronal,
 // 2 axial).
@@ -71,9 +73,5 @@ const char* SliceAxisName(int axis);
 // along `slice_axis` (0..2, already resolved).
 common::data::SliceDatasetOptions SliceOptionsFromConfig(const v1::ModelConfig& config,
                                                          int slice_axis);
-
-// JSON (protobuf's mapping, field names as in the YAML) and back.
-std::string ModelConfigToJson(const v1::ModelConfig& config);
-absl::StatusOr<v1::ModelConfig> ModelConfigFromJson(std::string_view json);
 
 }  // namespace fedjoint::site_agent::inference

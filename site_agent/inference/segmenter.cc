@@ -6,6 +6,7 @@
 
 #include "common/base/status_macros.h"
 #include "common/data/preprocess.h"
+#include "common/model/domain_batch_norm.h"
 #include "site_agent/inference/model_spec.h"
 #include "site_agent/inference/weights.h"
 
@@ -232,29 +233,14 @@ absl::Status Segmenter::RecalibrateNormalization(const std::vector<data::Volume>
   if (scans.empty()) {
     return absl::InvalidArgumentError("recalibrating normalization: no scans given");
   }
-  const std::string suffix =
-      ".norms." + (config_.variant() == "shared" ? std::string("shared") : std::string(joint));
-  std::vector<torch::nn::BatchNorm2dImpl*> norms;
-  for (const auto& item : model_->named_modules()) {
-    const std::string& name = item.key();
-    if (name.size() < suffix.size() ||
-        name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) {
-      continue;
-    }
-    if (auto* bn = dynamic_cast<torch::nn::BatchNorm2dImpl*>(item.value().get())) {
-      norms.push_back(bn);
-    }
-  }
-  if (norms.empty()) {
-    return absl::InternalError(fmt::format("the network has no normalization layer '*{}'", suffix));
+  const std::string domain =
+      config_.variant() == "shared" ? std::string("shared") : std::string(joint);
+  common::model::CumulativeNormStatistics statistics(*model_, domain);
+  if (statistics.size() == 0) {
+    return absl::InternalError(
+        fmt::format("the network has no normalization layer '*.norms.{}'", domain));
   }
   if (options_.threads > 0) at::set_num_threads(options_.threads);
-  std::vector<c10::optional<double>> momentum;
-  for (auto* bn : norms) {
-    momentum.push_back(bn->options.momentum());
-    bn->reset_running_stats();
-    bn->options.momentum(c10::nullopt);  // cumulative average
-  }
   const bool was_training = model_->is_training();
   model_->train();
   absl::Status status = absl::OkStatus();
@@ -283,7 +269,6 @@ absl::Status Segmenter::RecalibrateNormalization(const std::vector<data::Volume>
     status = absl::InternalError(
         fmt::format("recalibrating normalization: {}", e.what_without_backtrace()));
   }
-  for (size_t i = 0; i < norms.size(); ++i) norms[i]->options.momentum(momentum[i]);
   model_->train(was_training);
   if (status.ok() && batches == 0) {
     return absl::InvalidArgumentError(

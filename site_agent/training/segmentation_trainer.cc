@@ -13,6 +13,7 @@
 #include "common/losses/multi_head_loss.h"
 #include "common/losses/shape_prior_loss.h"
 #include "common/losses/supcon_loss.h"
+#include "common/model/domain_batch_norm.h"
 #include "common/model/projection_head.h"
 #include "common/model/resnet_encoder.h"
 #include "common/model/shape_autoencoder.h"
@@ -414,22 +415,17 @@ absl::Status SegmentationTrainer::RecalibrateNormalization() {
   const int64_t chunk = 64;
   try {
     torch::NoGradGuard no_grad;
-    for (size_t j = 0; j < s.joints.size(); ++j) {
-      at::Tensor members = train.domains.eq(static_cast<int64_t>(j)).nonzero().view({-1});
+    // One pass per joint's own normalization; the shared variant has one for every slice.
+    const size_t groups = s.shared ? 1 : s.joints.size();
+    for (size_t j = 0; j < groups; ++j) {
+      at::Tensor members = s.shared
+                               ? torch::arange(train.size(), torch::kLong)
+                               : train.domains.eq(static_cast<int64_t>(j)).nonzero().view({-1});
       const int64_t n = members.numel();
       if (n < 2) continue;  // BatchNorm in training mode needs two values per channel
-      const std::string suffix = ".norms." + (s.shared ? std::string("shared") : s.joints[j].name);
-      std::vector<std::pair<torch::nn::BatchNorm2dImpl*, c10::optional<double>>> norms;
-      for (const auto& item : net->named_modules()) {
-        if (!item.key().ends_with(suffix)) continue;
-        if (auto* bn = dynamic_cast<torch::nn::BatchNorm2dImpl*>(item.value().get())) {
-          norms.emplace_back(bn, bn->options.momentum());
-          bn->reset_running_stats();
-          bn->options.momentum(c10::nullopt);  // cumulative average
-        }
-      }
+      model::CumulativeNormStatistics statistics(*net, s.shared ? "shared" : s.joints[j].name);
       net->train();
-      const int64_t domain = s.shared ? int64_t{0} : static_cast<int64_t>(j);
+      const int64_t domain = static_cast<int64_t>(j);
       for (int64_t start = 0; start < n;) {
         // A last batch of one slice would fail in training mode; fold it into this one.
         int64_t count = std::min(chunk, n - start);
@@ -438,7 +434,6 @@ absl::Status SegmentationTrainer::RecalibrateNormalization() {
         net->forward(train.images.index_select(0, idx).unsqueeze(1), domain);
         start += count;
       }
-      for (auto& [bn, momentum] : norms) bn->options.momentum(momentum);
     }
   } catch (const c10::Error& e) {
     net->train(was_training);
