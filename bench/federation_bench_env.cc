@@ -145,6 +145,10 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Pki& pki,
   server_options.service.chunk_bytes = setup.chunk_bytes;
   server_options.service.task_poll_s = 1;
   server_options.tick_s = 0.01;
+  if (setup.stream_window_bytes >= 0)
+    server_options.stream_window_bytes = setup.stream_window_bytes;
+  if (setup.max_transfers >= 0)
+    server_options.service.max_concurrent_transfers = setup.max_transfers;
   auto server = coordinator::CoordinatorServer::Start(c->job.get(), pki.server_credentials,
                                                       pki.revocations, server_options);
   if (!server.ok()) return server.status();

@@ -61,6 +61,9 @@ struct CoordinatorSetup {
   int64_t params = 10'000'000;
   int64_t chunk_bytes = 1 << 20;
   int port = 0;
+  // ServerOptions::stream_window_bytes and ServiceOptions::max_concurrent_transfers; -1: defaults.
+  int64_t stream_window_bytes = -1;
+  int max_transfers = -1;
 };
 
 struct Coordinator {

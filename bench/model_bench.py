@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """Same benchmark as model_bench.cc, in Python PyTorch, with an identical architecture and
 identical tensor names (check with --names and diff against `fedjoint_model_bench --names`).
+Inference is measured as plain eager (the baseline), channels-last, and with the BatchNorms folded
+the way common/model/folded_unet.cc folds them, in one run.
 
     /usr/bin/python3 bench/model_bench.py --threads 2 --batch 8 --size 128
 
 Debian's python3-torch (1.13) is /usr/bin/python3; a pyenv python3 on PATH may lack torch.
 """
 import argparse
+import copy
 import resource
+import statistics
 import time
 
 import torch
@@ -200,6 +204,76 @@ class UNet(nn.Module):
         return logits, embeddings
 
 
+def fold(model, joint, channels_last=False):
+    """The same BatchNorm folding as common/model/folded_unet.cc: returns forward(x) -> logits of
+    `joint`'s head, with every eval-mode BatchNorm absorbed into the convolution before it."""
+    domain = JOINTS[joint][0] if model.variant == "domain" else "shared"
+
+    def layout(t):
+        # NHWC strides even with one channel (input, stem weights), where .contiguous(
+        # memory_format=torch.channels_last) keeps NCHW strides and oneDNN then runs the stem,
+        # the max-pooling and the first skip NCHW (see folded_unet.cc).
+        if not channels_last:
+            return t.contiguous()
+        if t.is_contiguous(memory_format=torch.channels_last) and t.stride(1) == 1:
+            return t
+        return torch.empty(t.shape, dtype=t.dtype, memory_format=torch.channels_last).copy_(t)
+
+    def conv(c, bn=None):
+        w = c.weight.detach().double()
+        b = c.bias.detach().double() if c.bias is not None else torch.zeros(w.shape[0]).double()
+        if bn is not None:
+            n = bn.norms[domain]
+            scale = n.weight.double() / (n.running_var.double() + n.eps).sqrt()
+            w = w * scale.view(-1, 1, 1, 1)
+            b = n.bias.double() + (b - n.running_mean.double()) * scale
+        return (layout(w.float()), b.float(), c.stride, c.padding)
+
+    def run(c, x):
+        return F.conv2d(x, c[0], c[1], c[2], c[3])
+
+    enc = model.encoder
+    stem = conv(enc.conv1, enc.bn1)
+    stages = []
+    for s in range(1, 5):
+        blocks = []
+        for blk in getattr(enc, "layer%d" % s):
+            ds = blk.downsample
+            blocks.append((conv(blk.conv1, blk.bn1), conv(blk.conv2, blk.bn2),
+                           conv(blk.conv3, blk.bn3) if blk.bottleneck else None,
+                           conv(getattr(ds, "0"), getattr(ds, "1")) if ds is not None else None))
+        stages.append(blocks)
+    dec = [(conv(b.conv1, b.bn1), conv(b.conv2, b.bn2)) for b in model.decoder.blocks]
+    head = conv(list(model.heads.values())[joint] if model.variant == "domain" else model.head)
+    mode = model.decoder.mode
+
+    def forward(x):
+        x = layout(x)
+        y = run(stem, x).relu_()
+        features = [y]
+        y = F.max_pool2d(y, 3, 2, 1)
+        for blocks in stages:
+            for c1, c2, c3, ds in blocks:
+                out = run(c2, run(c1, y).relu_())
+                if c3 is not None:
+                    out = run(c3, out.relu_())
+                out.add_(run(ds, y) if ds is not None else y).relu_()
+                y = out
+            features.append(y)
+        for i in range(5):
+            target = tuple(features[3 - i].shape[2:] if i < 4 else x.shape[2:])
+            if mode == "bilinear":
+                y = F.interpolate(y, size=target, mode="bilinear", align_corners=False)
+            else:
+                y = F.interpolate(y, size=target, mode="nearest")
+            if i < 4:
+                y = torch.cat([y, features[3 - i]], 1)
+            y = run(dec[i][1], run(dec[i][0], y).relu_()).relu_()
+        return run(head, y)
+
+    return forward
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--depth", type=int, default=18)
@@ -210,8 +284,11 @@ def main():
     parser.add_argument("--infer-batch", type=int, default=16)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--train-steps", type=int, default=20)
-    parser.add_argument("--infer-batches", type=int, default=20)
+    parser.add_argument("--train-steps", type=int, default=20, help="0 skips training")
+    parser.add_argument("--infer-batches", type=int, default=20,
+                        help="batches per round and configuration")
+    parser.add_argument("--infer-rounds", type=int, default=3,
+                        help="rounds over all inference configurations")
     parser.add_argument("--names", help="write 'name shape' of every tensor to this file")
     args = parser.parse_args()
 
@@ -244,34 +321,75 @@ def main():
         loss.backward()
         optimizer.step()
 
-    for _ in range(3):
+    for _ in range(3 if args.train_steps > 0 else 0):
         step()
     start, cpu = time.perf_counter(), time.process_time()
     for _ in range(args.train_steps):
         step()
-    train_rate = args.batch * args.train_steps / (time.perf_counter() - start)
-    train_cpu = args.batch * args.train_steps / (time.process_time() - cpu)
+    train_rate = args.batch * args.train_steps / max(time.perf_counter() - start, 1e-9)
+    train_cpu = args.batch * args.train_steps / max(time.process_time() - cpu, 1e-9)
 
+    # Inference, one joint per batch, in the configurations of model_bench.cc; they take turns
+    # (--infer-rounds) and each reports its median round. Plain eager under inference_mode is the
+    # baseline the C++ figures are compared with.
     model.eval()
-    with torch.inference_mode():
-        xi = torch.randn(args.infer_batch, 1, args.size, args.size)
-        zeros = torch.zeros(args.infer_batch, dtype=torch.long)
-        for _ in range(2):
-            model(xi, zeros)
-        start, cpu = time.perf_counter(), time.process_time()
-        for _ in range(args.infer_batches):
-            model(xi, zeros)
-        infer_rate = args.infer_batch * args.infer_batches / (time.perf_counter() - start)
-        infer_cpu = args.infer_batch * args.infer_batches / (time.process_time() - cpu)
+    model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    xi = torch.randn(args.infer_batch, 1, args.size, args.size)
+    xi_cl = xi.contiguous(memory_format=torch.channels_last)
+    zeros = torch.zeros(args.infer_batch, dtype=torch.long)
+    with torch.no_grad():
+        folded = fold(model, 0)
+        folded_cl = fold(model, 0, channels_last=True)
+        reference = model(xi, zeros)[0][0]
+        error = ((folded(xi) - reference).abs().max() / reference.abs().max()).item()
+    configs = [
+        ("eager     NCHW          no_grad", torch.no_grad, lambda: model(xi, zeros)),
+        ("eager     NCHW          inference_mode", torch.inference_mode, lambda: model(xi, zeros)),
+        ("eager     channels-last inference_mode", torch.inference_mode,
+         lambda: model_cl(xi_cl, zeros)),
+        ("folded    NCHW          inference_mode", torch.inference_mode, lambda: folded(xi)),
+        ("folded    channels-last inference_mode", torch.inference_mode,
+         lambda: folded_cl(xi_cl)),
+    ]
+    rates = {name: ([], []) for name, _, _ in configs}
+
+    def measure(name, guard, run, batches):
+        with guard():
+            start, cpu = time.perf_counter(), time.process_time()
+            for _ in range(batches):
+                run()
+            rates[name][0].append(args.infer_batch * batches / (time.perf_counter() - start))
+            rates[name][1].append(args.infer_batch * batches / (time.process_time() - cpu))
+
+    for name, guard, run in configs:  # warm-up
+        measure(name, guard, run, 2)
+        rates[name] = ([], [])
+    for _ in range(args.infer_rounds):
+        for name, guard, run in configs:
+            measure(name, guard, run, args.infer_batches)
+
+    def median(values):
+        return statistics.median_low(values)
+
+    base = configs[1][0]
+    infer_rate, infer_cpu = median(rates[base][0]), median(rates[base][1])
 
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("model: depth %d width %.2f %s, %d parameters (torch %s)" %
           (args.depth, args.width, args.variant, parameters, torch.__version__))
     print("threads %d" % torch.get_num_threads())
-    print("train: batch %d, %.2f slices/s, %.2f slices per CPU-second" %
-          (args.batch, train_rate, train_cpu))
+    if args.train_steps > 0:
+        print("train: batch %d, %.2f slices/s, %.2f slices per CPU-second" %
+              (args.batch, train_rate, train_cpu))
     print("infer: batch %d, %.2f slices/s, %.2f slices per CPU-second" %
           (args.infer_batch, infer_rate, infer_cpu))
+    print("inference configurations (median of %d rounds of %d batches of %d):" %
+          (args.infer_rounds, args.infer_batches, args.infer_batch))
+    for name, _, _ in configs:
+        rate = median(rates[name][0])
+        print("  infer %-45s %8.2f slices/s  %7.2f slices per CPU-second  %.2fx" %
+              (name, rate, median(rates[name][1]), rate / infer_rate))
+    print("folded vs eager logits: max relative difference %.1e" % error)
     print("peak RSS %.0f MB" % rss)
 
 

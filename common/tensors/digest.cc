@@ -18,46 +18,59 @@ namespace {
 // Domain separation: a digest of something else can never equal a tensor-content digest.
 constexpr std::string_view kDigestDomain{"fedjoint-tensors-v1\0", 20};
 
-class Sha256 {
- public:
-  Sha256() : ctx_(EVP_MD_CTX_new()) {
-    ok_ = ctx_ != nullptr && EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr) == 1;
-  }
-
-  void Update(const void* data, std::size_t size) {
-    if (ok_ && size > 0) ok_ = EVP_DigestUpdate(ctx_.get(), data, size) == 1;
-  }
-  void Update(std::string_view text) { Update(text.data(), text.size()); }
-  void UpdateU64(uint64_t value) {
-    std::array<unsigned char, 8> bytes;
-    for (int i = 0; i < 8; ++i) bytes[i] = static_cast<unsigned char>(value >> (8 * i));
-    Update(bytes.data(), bytes.size());
-  }
-
-  absl::StatusOr<std::string> HexDigest() {
-    std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
-    unsigned int length = 0;
-    if (!ok_ || EVP_DigestFinal_ex(ctx_.get(), digest.data(), &length) != 1 || length != 32) {
-      return absl::InternalError("OpenSSL SHA-256 failed");
-    }
-    static constexpr char kHex[] = "0123456789abcdef";
-    std::string hex(2 * length, '0');
-    for (unsigned int i = 0; i < length; ++i) {
-      hex[2 * i] = kHex[digest[i] >> 4];
-      hex[2 * i + 1] = kHex[digest[i] & 0xf];
-    }
-    return hex;
-  }
-
- private:
-  struct Free {
-    void operator()(EVP_MD_CTX* ctx) const { EVP_MD_CTX_free(ctx); }
-  };
-  std::unique_ptr<EVP_MD_CTX, Free> ctx_;
-  bool ok_ = false;
-};
-
 }  // namespace
+
+DigestBuilder::DigestBuilder() {
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  ctx_ = ctx;
+  ok_ = ctx != nullptr && EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) == 1;
+}
+
+DigestBuilder::~DigestBuilder() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_)); }
+
+void DigestBuilder::Update(const void* data, std::size_t size) {
+  if (ok_ && size > 0) ok_ = EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(ctx_), data, size) == 1;
+}
+
+void DigestBuilder::UpdateU64(uint64_t value) {
+  std::array<unsigned char, 8> bytes;
+  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<unsigned char>(value >> (8 * i));
+  Update(bytes.data(), bytes.size());
+}
+
+void DigestBuilder::Begin(uint64_t num_tensors) {
+  Update(kDigestDomain.data(), kDigestDomain.size());
+  UpdateU64(num_tensors);
+}
+
+void DigestBuilder::BeginTensor(std::string_view name, DType dtype, std::span<const int64_t> shape,
+                                uint64_t data_bytes) {
+  UpdateU64(name.size());
+  Update(name.data(), name.size());
+  std::string_view dtype_name = DTypeName(dtype);
+  UpdateU64(dtype_name.size());
+  Update(dtype_name.data(), dtype_name.size());
+  UpdateU64(shape.size());
+  for (int64_t dim : shape) UpdateU64(static_cast<uint64_t>(dim));
+  UpdateU64(data_bytes);
+}
+
+absl::StatusOr<std::string> DigestBuilder::HexDigest() {
+  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
+  unsigned int length = 0;
+  if (!ok_ || EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(ctx_), digest.data(), &length) != 1 ||
+      length != 32) {
+    return absl::InternalError("OpenSSL SHA-256 failed");
+  }
+  ok_ = false;  // finished
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex(2 * length, '0');
+  for (unsigned int i = 0; i < length; ++i) {
+    hex[2 * i] = kHex[digest[i] >> 4];
+    hex[2 * i + 1] = kHex[digest[i] & 0xf];
+  }
+  return hex;
+}
 
 absl::Status ValidateTensorRefs(std::span<const TensorRef> tensors) {
   std::set<std::string_view> names;
@@ -95,18 +108,10 @@ absl::StatusOr<std::string> ComputeDigest(std::span<const TensorRef> tensors) {
   std::sort(sorted.begin(), sorted.end(),
             [](const TensorRef* a, const TensorRef* b) { return a->name < b->name; });
 
-  Sha256 sha;
-  sha.Update(kDigestDomain);
-  sha.UpdateU64(sorted.size());
+  DigestBuilder sha;
+  sha.Begin(sorted.size());
   for (const TensorRef* tensor : sorted) {
-    sha.UpdateU64(tensor->name.size());
-    sha.Update(tensor->name);
-    std::string_view dtype = DTypeName(tensor->dtype);
-    sha.UpdateU64(dtype.size());
-    sha.Update(dtype);
-    sha.UpdateU64(tensor->shape.size());
-    for (int64_t dim : tensor->shape) sha.UpdateU64(static_cast<uint64_t>(dim));
-    sha.UpdateU64(tensor->data.size());
+    sha.BeginTensor(tensor->name, tensor->dtype, tensor->shape, tensor->data.size());
     sha.Update(tensor->data.data(), tensor->data.size());
   }
   return sha.HexDigest();

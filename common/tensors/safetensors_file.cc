@@ -208,20 +208,22 @@ absl::Status CheckTiling(std::vector<TensorInfo>& by_offset, uint64_t data_size,
 
 }  // namespace
 
-absl::StatusOr<SafetensorsView> SafetensorsView::Parse(std::span<const std::byte> buffer,
-                                                       const SafetensorsReadOptions& options,
-                                                       std::string_view source_name) {
+absl::StatusOr<uint64_t> SafetensorsHeaderBytes(std::span<const std::byte> prefix,
+                                                uint64_t file_size,
+                                                const SafetensorsReadOptions& options,
+                                                std::string_view source_name) {
   const std::string source(source_name);
-  if (buffer.size() < kHeaderLengthBytes) {
-    return absl::DataLossError(absl::StrCat(source, ": ", buffer.size(),
+  if (prefix.size() < kHeaderLengthBytes || file_size < kHeaderLengthBytes) {
+    return absl::DataLossError(absl::StrCat(source, ": ",
+                                            std::min<uint64_t>(prefix.size(), file_size),
                                             " bytes is shorter than the 8-byte header length "
                                             "(truncated file?)"));
   }
   uint64_t header_size = 0;
   for (std::size_t i = 0; i < kHeaderLengthBytes; ++i) {
-    header_size |= static_cast<uint64_t>(std::to_integer<uint8_t>(buffer[i])) << (8 * i);
+    header_size |= static_cast<uint64_t>(std::to_integer<uint8_t>(prefix[i])) << (8 * i);
   }
-  const uint64_t available = buffer.size() - kHeaderLengthBytes;
+  const uint64_t available = file_size - kHeaderLengthBytes;
   if (header_size == 0) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": header length is 0"));
   }
@@ -235,8 +237,22 @@ absl::StatusOr<SafetensorsView> SafetensorsView::Parse(std::span<const std::byte
                                             " exceeds the ", available,
                                             " bytes after the length prefix (truncated file?)"));
   }
-  std::string_view text(reinterpret_cast<const char*>(buffer.data()) + kHeaderLengthBytes,
-                        header_size);
+  return kHeaderLengthBytes + header_size;
+}
+
+absl::StatusOr<SafetensorsLayout> ParseSafetensorsLayout(std::span<const std::byte> header_bytes,
+                                                         uint64_t file_size,
+                                                         const SafetensorsReadOptions& options,
+                                                         std::string_view source_name) {
+  const std::string source(source_name);
+  ASSIGN_OR_RETURN(uint64_t data_offset,
+                   SafetensorsHeaderBytes(header_bytes, file_size, options, source));
+  if (header_bytes.size() < data_offset) {
+    return absl::DataLossError(absl::StrCat(source, ": ", header_bytes.size(),
+                                            " bytes do not hold the header's ", data_offset));
+  }
+  std::string_view text(reinterpret_cast<const char*>(header_bytes.data()) + kHeaderLengthBytes,
+                        data_offset - kHeaderLengthBytes);
   if (text.front() != '{') {
     return absl::InvalidArgumentError(
         absl::StrCat(source, ": header does not start with '{' (not a safetensors file?)"));
@@ -247,10 +263,9 @@ absl::StatusOr<SafetensorsView> SafetensorsView::Parse(std::span<const std::byte
         absl::StrCat(source, ": header is ", JsonTypeName(header), ", expected a JSON object"));
   }
 
-  SafetensorsView view;
-  view.source_ = source;
-  view.data_section_ = buffer.subspan(kHeaderLengthBytes + header_size);
-  const uint64_t data_size = view.data_section_.size();
+  SafetensorsLayout layout;
+  layout.data_offset = data_offset;
+  const uint64_t data_size = file_size - data_offset;
   for (const auto& [key, value] : header.items()) {
     if (key == kMetadataHeaderKey) {
       if (!value.is_object()) {
@@ -264,21 +279,21 @@ absl::StatusOr<SafetensorsView> SafetensorsView::Parse(std::span<const std::byte
                                                          " is ", JsonTypeName(meta_value),
                                                          ", expected a string"));
         }
-        view.metadata_.emplace(meta_key, meta_value.get<std::string>());
+        layout.metadata.emplace(meta_key, meta_value.get<std::string>());
       }
       continue;
     }
     std::string where = absl::StrCat(source, ": tensor ", Quoted(key));
     if (key.empty()) return absl::InvalidArgumentError(absl::StrCat(source, ": empty tensor name"));
     ASSIGN_OR_RETURN(TensorInfo info, ParseEntry(key, value, data_size, where));
-    view.tensors_.push_back(std::move(info));
+    layout.tensors.push_back(std::move(info));
   }
-  RETURN_IF_ERROR(CheckTiling(view.tensors_, data_size, source));
-  std::sort(view.tensors_.begin(), view.tensors_.end(),
+  RETURN_IF_ERROR(CheckTiling(layout.tensors, data_size, source));
+  std::sort(layout.tensors.begin(), layout.tensors.end(),
             [](const TensorInfo& a, const TensorInfo& b) { return a.name < b.name; });
 
-  auto stored = view.metadata_.find(kDigestMetadataKey);
-  if (stored == view.metadata_.end()) {
+  auto stored = layout.metadata.find(kDigestMetadataKey);
+  if (stored == layout.metadata.end()) {
     if (options.require_digest) {
       return absl::InvalidArgumentError(absl::StrCat(
           source, ": metadata has no ", Quoted(kDigestMetadataKey), " content digest (required)"));
@@ -287,18 +302,35 @@ absl::StatusOr<SafetensorsView> SafetensorsView::Parse(std::span<const std::byte
     return absl::InvalidArgumentError(
         absl::StrCat(source, ": metadata ", Quoted(kDigestMetadataKey), " is ",
                      Quoted(stored->second), ", expected 64 lowercase hex digits"));
+  } else {
+    layout.stored_digest = stored->second;
   }
+  return layout;
+}
+
+absl::StatusOr<SafetensorsView> SafetensorsView::Parse(std::span<const std::byte> buffer,
+                                                       const SafetensorsReadOptions& options,
+                                                       std::string_view source_name) {
+  const std::string source(source_name);
+  ASSIGN_OR_RETURN(SafetensorsLayout layout,
+                   ParseSafetensorsLayout(buffer, buffer.size(), options, source));
+  SafetensorsView view;
+  view.source_ = source;
+  view.data_section_ = buffer.subspan(layout.data_offset);
+  view.tensors_ = std::move(layout.tensors);
+  view.metadata_ = std::move(layout.metadata);
   if (options.verify_digest) {
     absl::StatusOr<std::string> computed = ComputeDigest(view.refs());
     if (!computed.ok()) return base::Annotate(computed.status(), source);
-    if (stored != view.metadata_.end() && stored->second != *computed) {
-      return absl::DataLossError(absl::StrCat(
-          source, ": content digest mismatch: metadata ", Quoted(kDigestMetadataKey), " is ",
-          stored->second, " but the tensors hash to ", *computed, " (corrupted or modified)"));
+    if (!layout.stored_digest.empty() && layout.stored_digest != *computed) {
+      return absl::DataLossError(absl::StrCat(source, ": content digest mismatch: metadata ",
+                                              Quoted(kDigestMetadataKey), " is ",
+                                              layout.stored_digest, " but the tensors hash to ",
+                                              *computed, " (corrupted or modified)"));
     }
     view.digest_ = *std::move(computed);
-  } else if (stored != view.metadata_.end()) {
-    view.digest_ = stored->second;
+  } else {
+    view.digest_ = layout.stored_digest;
   }
   return view;
 }

@@ -32,6 +32,27 @@ struct SafetensorsReadOptions {
   bool verify_digest = true;
 };
 
+// A header checked against the size of its whole file, without the file's data (e.g. to follow a
+// file while it streams in): everything SafetensorsView::Parse checks except the content digest.
+struct SafetensorsLayout {
+  uint64_t data_offset = 0;         // where the data section starts in the file
+  std::vector<TensorInfo> tensors;  // sorted by name; offsets relative to the data section
+  Metadata metadata;
+  std::string stored_digest;  // the "fedjoint.sha256" entry (well-formed), or empty
+};
+
+// From the first 8 bytes of a file of `file_size` bytes: how many bytes from the start hold its
+// header (8 + the announced length), after checking that length against the limits.
+absl::StatusOr<uint64_t> SafetensorsHeaderBytes(std::span<const std::byte> prefix,
+                                                uint64_t file_size,
+                                                const SafetensorsReadOptions& options = {},
+                                                std::string_view source = "buffer");
+// `header_bytes`: at least the first SafetensorsHeaderBytes() bytes of the file.
+absl::StatusOr<SafetensorsLayout> ParseSafetensorsLayout(std::span<const std::byte> header_bytes,
+                                                         uint64_t file_size,
+                                                         const SafetensorsReadOptions& options = {},
+                                                         std::string_view source = "buffer");
+
 // A validated container inside a buffer it does not own (the buffer must outlive the view).
 class SafetensorsView {
  public:

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -139,7 +140,7 @@ absl::Status UploadSink::Append(int64_t offset, std::string_view bytes) {
   }
   EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(sha_), bytes.data(), bytes.size());
   received_ += int64_t(bytes.size());
-  return absl::OkStatus();
+  return check_->Feed(bytes);
 }
 
 // ---------------------------------------------------------------------------------- FederatedJob
@@ -450,7 +451,21 @@ absl::Status FederatedJob::PrepareRoundLocked() {
   // A phase's own bound wins: phases train different networks whose honest update norms differ.
   agg::UpdateLimits limits = options_.update_limits;
   if (phase.max_update_norm() > 0) limits.max_update_norm = phase.max_update_norm();
-  aggregator_ = std::make_unique<agg::ScopedFedAvg>(std::move(shared), limits);
+  agg::FoldOptions fold;
+  fold.batch = options_.aggregation_batch;
+  // What the fold has added is dropped from the mapped update files' resident pages at once, so
+  // resident memory does not grow with the batch (the pages stay in the page cache).
+  fold.release = [](std::span<const float> values) {
+    const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
+    const uintptr_t begin = (reinterpret_cast<uintptr_t>(values.data()) + page - 1) & ~(page - 1);
+    const uintptr_t end = reinterpret_cast<uintptr_t>(values.data() + values.size()) & ~(page - 1);
+    if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+  };
+  aggregator_.reset();
+  pending_updates_.clear();
+  aggregator_ = std::make_unique<agg::ScopedFedAvg>(std::move(shared), limits, std::move(fold),
+                                                    std::move(recycled_sums_));
+  recycled_sums_.clear();
   prototypes_.Reset();
   prepared_token_ = orchestrator_.round_token();
   round_opened_s_ =
@@ -503,6 +518,8 @@ absl::StatusOr<std::unique_ptr<UploadSink>> FederatedJob::BeginUpload(
   auto* ctx = EVP_MD_CTX_new();
   EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
   sink->sha_ = ctx;
+  sink->check_ = std::make_unique<UpdateStreamCheck>(absl::StrCat("update from site '", site, "'"),
+                                                     uint64_t(header.total_bytes()));
   return sink;
 }
 
@@ -529,11 +546,26 @@ absl::StatusOr<std::string> FederatedJob::FinishUpload(std::unique_ptr<UploadSin
         absl::StrCat(who, ": transfer digest mismatch (stream ", HexOf(md, md_len), ", trailer ",
                      sha256_hex.empty() ? std::string("missing") : sha256_hex, ")"));
   }
+  // The layout, the values and (when the layout allowed) the content digest were checked while
+  // the bytes arrived; the file is only read again, by the aggregation, once accepted.
+  std::string streamed_digest;
+  if (failure.ok()) {
+    auto checked = sink->check_->Finish();
+    if (!checked.ok()) {
+      failure = checked.status();
+    } else {
+      streamed_digest = *checked;
+    }
+  }
   std::optional<tensors::SafetensorsFile> file;
   if (failure.ok()) {
-    auto opened = tensors::SafetensorsFile::Open(sink->path_);
+    auto opened =
+        tensors::SafetensorsFile::Open(sink->path_, {.verify_digest = streamed_digest.empty()});
     if (!opened.ok()) {
       failure = common::base::Annotate(opened.status(), who);
+    } else if (!streamed_digest.empty() && opened->digest() != streamed_digest) {
+      failure = absl::DataLossError(absl::StrCat(who, ": spooled file ", sink->path_.string(),
+                                                 " changed while it was received"));
     } else {
       file.emplace(std::move(*opened));
     }
@@ -570,8 +602,10 @@ absl::StatusOr<std::string> FederatedJob::FinishUpload(std::unique_ptr<UploadSin
   }
   // Everything is checked before anything is added, so a refused update leaves no trace.
   if (failure.ok()) failure = prototypes_.Check(site, joints, protos);
-  if (failure.ok())
-    failure = aggregator_->Add(site, joints, views, double(sink->header_.num_samples()));
+  if (failure.ok()) {
+    failure = aggregator_->Add(site, joints, views, double(sink->header_.num_samples()),
+                               agg::ValueCheck::kAlreadyChecked);
+  }
   if (failure.ok()) failure = prototypes_.Add(site, joints, protos);
   orchestrator_.EndUpdate(site, sink->token_, failure.ok(), now_s);
   if (!failure.ok()) {
@@ -588,7 +622,15 @@ absl::StatusOr<std::string> FederatedJob::FinishUpload(std::unique_ptr<UploadSin
   }
   Log()->info("round {}: accepted update from '{}' ({} samples, {:.1f} MB)", sink->header_.round(),
               site, sink->header_.num_samples(), double(sink->received_) / 1e6);
-  return file->digest();
+  std::string digest = file->digest();
+  // Queued updates are read from their files when the aggregator folds them in (the spool file is
+  // unlinked when the sink goes, the mapping keeps it readable).
+  if (aggregator_->pending() == 0) {
+    pending_updates_.clear();
+  } else {
+    pending_updates_.push_back(std::move(*file));
+  }
+  return digest;
 }
 
 absl::StatusOr<fedjoint::v1::HeartbeatResponse> FederatedJob::Heartbeat(
@@ -623,7 +665,14 @@ absl::Status FederatedJob::ReportMetrics(const std::string& site,
 }
 
 absl::Status FederatedJob::FinalizeLocked(const FinalizeRequest& request, double now_s) {
+  auto wall = [] {
+    return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  };
+  const double t0 = wall();
   std::vector<std::vector<float>> averaged = aggregator_->Finalize();
+  pending_updates_.clear();
+  const double t1 = wall();
   std::vector<tensors::TensorRef> refs;
   const auto& infos = start_model_->tensors();
   for (size_t i = 0; i < infos.size(); ++i) {
@@ -637,6 +686,7 @@ absl::Status FederatedJob::FinalizeLocked(const FinalizeRequest& request, double
   auto model = Register(store_.ModelPath(request.round), &*written);
   if (!model.ok()) return model.status();
   const std::string* digest = &written->digest;
+  const double t2 = wall();
 
   std::vector<agg::Prototype> protos = prototypes_.Finalize();
   published_prototypes_.clear();
@@ -655,7 +705,8 @@ absl::Status FederatedJob::FinalizeLocked(const FinalizeRequest& request, double
   round_record_["sites"] = request.sites;
   round_record_["global_digest"] = *digest;
   round_record_["opened_unix_s"] = round_opened_s_;
-  round_record_["finished_unix_s"] = now_s;
+  // When the round's model was on disk and signed (the caller's time is when it began closing).
+  round_record_["finished_unix_s"] = std::max(now_s, t2);
   round_record_["prototypes"] = proto_json;
   state_.finished_rounds = request.round;
   state_.global_digest = *digest;
@@ -665,9 +716,13 @@ absl::Status FederatedJob::FinalizeLocked(const FinalizeRequest& request, double
   round_model_[request.round] = *digest;
   orchestrator_.RoundPersisted(request.round);
   aggregator_.reset();
+  recycled_sums_ = std::move(averaged);
   start_model_.reset();
-  Log()->info("round {} ({}) finished with {} update(s); global model {}", request.round,
-              request.phase, request.sites.size(), digest->substr(0, 12));
+  Log()->info(
+      "round {} ({}) finished with {} update(s); global model {} (aggregate {:.3f} s, write and "
+      "sign {:.3f} s, commit {:.3f} s)",
+      request.round, request.phase, request.sites.size(), digest->substr(0, 12), t1 - t0, t2 - t1,
+      wall() - t2);
   return absl::OkStatus();
 }
 
@@ -684,6 +739,12 @@ absl::Status FederatedJob::Tick(double now_s) {
 RoundState FederatedJob::state() const {
   std::lock_guard lock(mutex_);
   return orchestrator_.state();
+}
+
+TaskEpoch FederatedJob::task_epoch() const {
+  std::lock_guard lock(mutex_);
+  return {static_cast<int>(orchestrator_.state()), orchestrator_.round_token(),
+          orchestrator_.finished_rounds()};
 }
 
 int64_t FederatedJob::finished_rounds() const {

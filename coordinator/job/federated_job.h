@@ -15,6 +15,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -24,6 +25,7 @@
 #include "common/aggregation/scopes.h"
 #include "common/security/model_signing.h"
 #include "common/tensors/safetensors_file.h"
+#include "coordinator/job/update_stream.h"
 #include "coordinator/round/orchestrator.h"
 #include "coordinator/store/checkpoint_store.h"
 #include "fedjoint/v1/config.pb.h"
@@ -49,6 +51,9 @@ struct JobOptions {
   // For phases whose PhaseConfig.max_update_norm is 0 (a phase's own bound wins).
   common::aggregation::UpdateLimits update_limits;
   int64_t max_update_bytes = int64_t{2} << 30;
+  // Accepted updates are added to the running sum this many at a time, in one pass (their
+  // spooled files stay on disk and mapped until then; see ScopedFedAvg).
+  int aggregation_batch = 8;
   std::vector<fedjoint::v1::PhaseConfig> phases;
   // Long-poll window of GetTask.
   double task_poll_s = 10;
@@ -69,8 +74,13 @@ struct PublishedModel {
 
 class FederatedJob;
 
+// Changes whenever the task of a site that was told to WAIT may have changed (a round opened,
+// closed, was retried; the job finished or failed).
+using TaskEpoch = std::tuple<int, int64_t, int64_t>;  // state, round token, finished rounds
+
 // An update arriving in chunks; bytes go to a temporary file (never held in memory), hashed as
-// they arrive, bounded by the header's total_bytes and the job's max_update_bytes.
+// they arrive, bounded by the header's total_bytes and the job's max_update_bytes, and checked on
+// the way (UpdateStreamCheck: layout, float32, finite values, content digest).
 class UploadSink {
  public:
   ~UploadSink();
@@ -79,6 +89,10 @@ class UploadSink {
 
  private:
   friend class FederatedJob;
+
+  // Changes whenever the task of a site that was told to WAIT may have changed (a round opened,
+  // closed, was retried; the job finished or failed).
+  using TaskEpoch = std::tuple<int, int64_t, int64_t>;  // state, round token, finished rounds
   UploadSink() = default;
 
   std::string site_;
@@ -89,6 +103,7 @@ class UploadSink {
   int64_t received_ = 0;
   int64_t limit_ = 0;
   void* sha_ = nullptr;  // EVP_MD_CTX*
+  std::unique_ptr<UpdateStreamCheck> check_;
   bool finished_ = false;
   FederatedJob* job_ = nullptr;
 };
@@ -128,6 +143,7 @@ class FederatedJob {
 
   RoundState state() const;
   int64_t finished_rounds() const;
+  TaskEpoch task_epoch() const;
   const std::filesystem::path& state_dir() const { return store_.dir(); }
 
  private:
@@ -164,6 +180,10 @@ class FederatedJob {
   int64_t prepared_token_ = -1;
   std::optional<common::tensors::SafetensorsFile> start_model_;
   std::unique_ptr<common::aggregation::ScopedFedAvg> aggregator_;
+  // Accepted updates the aggregator has queued but not yet added (it reads them from these).
+  std::vector<common::tensors::SafetensorsFile> pending_updates_;
+  // The previous round's accumulators, reused (fresh memory costs page faults).
+  std::vector<std::vector<float>> recycled_sums_;
   std::vector<std::string> shared_names_;
   common::aggregation::PrototypeAverager prototypes_;
   std::vector<fedjoint::v1::Prototype> published_prototypes_;

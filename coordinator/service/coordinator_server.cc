@@ -26,6 +26,11 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
                              std::max(1000, keepalive_ms / 2));
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+  if (options.stream_window_bytes > 0) {
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES,
+                               int(options.stream_window_bytes));
+  }
   server->server_ = builder.BuildAndStart();
   if (!server->server_ || server->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen_address,
@@ -35,7 +40,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   server->ticker_ = std::thread([s = server.get(), tick] {
     while (!s->stopping_) {
       s->service_->Tick();
-      std::this_thread::sleep_for(tick);
+      s->service_->WaitForTick(tick);
     }
   });
   common::log::Get("transport")
@@ -52,6 +57,7 @@ void CoordinatorServer::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
   stopping_ = true;
+  service_->StopTicks();
   if (ticker_.joinable()) ticker_.join();
   service_->DrainPolls();
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));

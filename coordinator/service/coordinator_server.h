@@ -20,6 +20,10 @@ struct ServerOptions {
   int64_t max_message_bytes = 4 << 20;
   double keepalive_s = 30;
   double tick_s = 0.05;
+  // HTTP/2 receive window per stream that the coordinator announces (0 = gRPC's default, which
+  // grows it with its bandwidth-delay estimate to several MB per stream). Bounds what an upload
+  // that waits for a transfer slot can have sent into the coordinator's buffers.
+  int64_t stream_window_bytes = 256 << 10;
   ServiceOptions service;
 };
 

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 
@@ -33,10 +34,100 @@ double NowSeconds() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+bool TransferSlots::Acquire(Waiter* waiter) {
+  if (unlimited_) return true;
+  std::lock_guard lock(mutex_);
+  if (free_ > 0) {
+    --free_;
+    return true;
+  }
+  waiting_.push_back(waiter);
+  return false;
+}
+
+bool TransferSlots::Cancel(Waiter* waiter) {
+  std::lock_guard lock(mutex_);
+  auto it = std::find(waiting_.begin(), waiting_.end(), waiter);
+  if (it == waiting_.end()) return false;
+  waiting_.erase(it);
+  return true;
+}
+
+void TransferSlots::Release() {
+  if (unlimited_) return;
+  Waiter* next = nullptr;
+  {
+    std::lock_guard lock(mutex_);
+    if (waiting_.empty()) {
+      ++free_;
+      return;
+    }
+    next = waiting_.front();
+    waiting_.pop_front();
+  }
+  next->Granted();
+}
+
+int TransferSlots::waiting() const {
+  std::lock_guard lock(mutex_);
+  return static_cast<int>(waiting_.size());
+}
+
+// A reactor's place in line for a transfer slot: Start() runs when it holds one; a cancelled RPC
+// that is still waiting is finished with CANCELLED.
+class SlotHolder : public TransferSlots::Waiter {
+ public:
+  explicit SlotHolder(TransferSlots* slots) : slots_(slots) {}
+  virtual ~SlotHolder() = default;
+
+ protected:
+  // Call once the RPC is set up; runs Start() now or when a slot frees up.
+  void WaitForSlot() {
+    if (slots_->Acquire(this)) {
+      {
+        std::lock_guard lock(mutex_);
+        holds_ = true;
+      }
+      Start();
+    }
+  }
+  // From the reactor's OnCancel(): true when it was still waiting (the caller then finishes it).
+  bool CancelWait() {
+    std::lock_guard lock(mutex_);
+    return !holds_ && slots_->Cancel(this);
+  }
+  // From the reactor's OnDone().
+  void ReleaseSlot() {
+    bool held;
+    {
+      std::lock_guard lock(mutex_);
+      held = holds_;
+      holds_ = false;
+    }
+    if (held) slots_->Release();
+  }
+  virtual void Start() = 0;
+
+ private:
+  void Granted() override {
+    {
+      std::lock_guard lock(mutex_);
+      holds_ = true;
+    }
+    Start();
+  }
+  TransferSlots* slots_;
+  std::mutex mutex_;
+  bool holds_ = false;
+};
+
 FederationService::FederationService(FederatedJob* job,
                                      std::shared_ptr<common::security::RevocationList> revocations,
                                      ServiceOptions options)
-    : job_(job), revocations_(std::move(revocations)), options_(options) {}
+    : job_(job),
+      revocations_(std::move(revocations)),
+      options_(options),
+      transfer_slots_(options.max_concurrent_transfers) {}
 
 FederationService::~FederationService() { DrainPolls(); }
 
@@ -103,8 +194,8 @@ grpc::ServerUnaryReactor* FederationService::LatestModel(
 
 class FederationService::TaskPoll final : public grpc::ServerUnaryReactor {
  public:
-  TaskPoll(std::string site, fedjoint::v1::Task* response, double give_up_s)
-      : site_(std::move(site)), response_(response), give_up_s_(give_up_s) {}
+  TaskPoll(std::string site, fedjoint::v1::Task* response, double give_up_s, TaskEpoch epoch)
+      : site_(std::move(site)), response_(response), give_up_s_(give_up_s), epoch_(epoch) {}
 
   void OnCancel() override { cancelled_ = true; }
   void OnDone() override { delete this; }
@@ -112,6 +203,7 @@ class FederationService::TaskPoll final : public grpc::ServerUnaryReactor {
   const std::string site_;
   fedjoint::v1::Task* const response_;
   const double give_up_s_;
+  TaskEpoch epoch_;  // the job's task epoch when the answer was last WAIT
   std::atomic<bool> cancelled_{false};
 };
 
@@ -120,12 +212,14 @@ grpc::ServerUnaryReactor* FederationService::GetTask(grpc::CallbackServerContext
                                                      fedjoint::v1::Task* response) {
   auto site = Authenticate(context, request->site());
   if (!site.ok()) return FinishNow(context, site.status());
+  // Taken before asking: a change in between makes the next tick ask again.
+  const TaskEpoch epoch = job_->task_epoch();
   auto task = job_->TaskFor(*site, NowSeconds());
   if (!task.ok() || task->kind() != fedjoint::v1::Task::WAIT) {
     if (task.ok()) *response = std::move(*task);
     return FinishNow(context, task.status());
   }
-  auto* poll = new TaskPoll(*site, response, NowSeconds() + options_.task_poll_s);
+  auto* poll = new TaskPoll(*site, response, NowSeconds() + options_.task_poll_s, epoch);
   std::lock_guard lock(polls_mutex_);
   if (draining_) {
     poll->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "coordinator shutting down"));
@@ -140,6 +234,10 @@ void FederationService::Tick() {
   if (absl::Status s = job_->Tick(now); !s.ok()) {
     Log()->error("round processing failed: {}", std::string(s.message()));
   }
+  // A waiting site's task changes only when the job's task epoch does (a round opens, closes,
+  // is retried, the job ends): otherwise a tick only looks at cancellations and expiries, so
+  // ticking often (as after every accepted update) costs little with many sites waiting.
+  const TaskEpoch epoch = job_->task_epoch();
   std::lock_guard lock(polls_mutex_);
   for (auto it = polls_.begin(); it != polls_.end();) {
     TaskPoll* poll = *it;
@@ -148,7 +246,10 @@ void FederationService::Tick() {
     if (poll->cancelled_) {
       status = grpc::Status::CANCELLED;
       finish = true;
+    } else if (poll->epoch_ == epoch && now < poll->give_up_s_) {
+      // Still WAIT.
     } else {
+      poll->epoch_ = epoch;
       auto task = job_->TaskFor(poll->site_, now);
       if (!task.ok()) {
         status = ToGrpc(task.status());
@@ -167,6 +268,28 @@ void FederationService::Tick() {
   }
 }
 
+void FederationService::WaitForTick(std::chrono::duration<double> timeout) {
+  std::unique_lock lock(tick_mutex_);
+  tick_cv_.wait_for(lock, timeout, [&] { return tick_requested_ || ticks_stopped_; });
+  tick_requested_ = false;
+}
+
+void FederationService::RequestTick() {
+  {
+    std::lock_guard lock(tick_mutex_);
+    tick_requested_ = true;
+  }
+  tick_cv_.notify_all();
+}
+
+void FederationService::StopTicks() {
+  {
+    std::lock_guard lock(tick_mutex_);
+    ticks_stopped_ = true;
+  }
+  tick_cv_.notify_all();
+}
+
 void FederationService::DrainPolls() {
   std::lock_guard lock(polls_mutex_);
   draining_ = true;
@@ -178,31 +301,36 @@ void FederationService::DrainPolls() {
 
 // -------------------------------------------------------------------------------- DownloadModel
 
-class FederationService::Download final : public grpc::ServerWriteReactor<fedjoint::v1::Chunk> {
+class FederationService::Download final : public grpc::ServerWriteReactor<fedjoint::v1::Chunk>,
+                                          public SlotHolder {
  public:
   Download(FederationService* service, grpc::CallbackServerContext* context,
            const fedjoint::v1::DownloadRequest* request)
-      : chunk_bytes_(service->options_.chunk_bytes) {
-    absl::Status status = Start(service, context, request);
+      : SlotHolder(&service->transfer_slots_), chunk_bytes_(service->options_.chunk_bytes) {
+    absl::Status status = Open(service, context, request);
     if (!status.ok()) {
       Finish(ToGrpc(status));
       return;
     }
-    WriteNext();
+    WaitForSlot();
   }
 
   void OnWriteDone(bool ok) override {
     if (!ok) return Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "stream broken"));
     WriteNext();
   }
+  void OnCancel() override {
+    if (CancelWait()) Finish(grpc::Status::CANCELLED);
+  }
   void OnDone() override {
+    ReleaseSlot();
     if (fd_ >= 0) ::close(fd_);
     delete this;
   }
 
  private:
-  absl::Status Start(FederationService* service, grpc::CallbackServerContext* context,
-                     const fedjoint::v1::DownloadRequest* request) {
+  absl::Status Open(FederationService* service, grpc::CallbackServerContext* context,
+                    const fedjoint::v1::DownloadRequest* request) {
     auto site = service->Authenticate(context, request->site());
     if (!site.ok()) return site.status();
     auto model = service->job_->FindModel(request->model_digest());
@@ -223,15 +351,20 @@ class FederationService::Download final : public grpc::ServerWriteReactor<fedjoi
     return absl::OkStatus();
   }
 
+  void Start() override { WriteNext(); }
+
   void WriteNext() {
     if (offset_ >= total_ && !first_) return Finish(grpc::Status::OK);
-    chunk_.Clear();
+    // The chunk message and its buffer are reused: no clearing and zero-filling of 1 MB per chunk.
     chunk_.set_offset(offset_);
     if (first_) {
       chunk_.set_total_bytes(total_);
       chunk_.set_sha256(sha256_);
-      first_ = false;
+    } else if (!chunk_.sha256().empty()) {
+      chunk_.clear_total_bytes();
+      chunk_.clear_sha256();
     }
+    first_ = false;
     const int64_t n = std::min(chunk_bytes_, total_ - offset_);
     std::string* data = chunk_.mutable_data();
     data->resize(size_t(n));
@@ -268,19 +401,28 @@ grpc::ServerWriteReactor<fedjoint::v1::Chunk>* FederationService::DownloadModel(
 
 // --------------------------------------------------------------------------------- UploadUpdate
 
-class FederationService::Upload final
-    : public grpc::ServerReadReactor<fedjoint::v1::UploadMessage> {
+class FederationService::Upload final : public grpc::ServerReadReactor<fedjoint::v1::UploadMessage>,
+                                        public SlotHolder {
  public:
   Upload(FederationService* service, grpc::CallbackServerContext* context,
          fedjoint::v1::UploadResponse* response)
-      : service_(service), context_(context), response_(response) {
+      : SlotHolder(&service->transfer_slots_),
+        service_(service),
+        context_(context),
+        response_(response) {
     auto site = service_->Authenticate(context, "");
     if (!site.ok()) {
       Finish(ToGrpc(site.status()));
       return;
     }
     site_ = *site;
-    StartRead(&message_);
+    // Nothing is read before the upload holds a slot: until then its bytes wait in the site's
+    // stream, held back by flow control.
+    WaitForSlot();
+  }
+
+  void OnCancel() override {
+    if (CancelWait()) Finish(grpc::Status::CANCELLED);
   }
 
   void OnReadDone(bool ok) override {
@@ -310,9 +452,14 @@ class FederationService::Upload final
     StartRead(&message_);
   }
 
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    ReleaseSlot();
+    delete this;
+  }
 
  private:
+  void Start() override { StartRead(&message_); }
+
   absl::Status OnHeader(const fedjoint::v1::UploadHeader& header) {
     if (sink_) return absl::InvalidArgumentError("second upload header");
     if (header.site() != site_) {
@@ -331,6 +478,7 @@ class FederationService::Upload final
     if (!digest.ok()) return Fail(digest.status());
     response_->set_accepted(true);
     response_->set_update_digest(*digest);
+    service_->RequestTick();  // it may have been the update the round waited for
     Finish(grpc::Status::OK);
   }
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <list>
 #include <memory>
@@ -26,6 +27,42 @@ struct ServiceOptions {
   int64_t chunk_bytes = 1 << 20;
   // Long-poll window of GetTask.
   double task_poll_s = 10;
+  // Model downloads and update uploads streaming at the same time (0 = no limit). Each one holds
+  // chunk and gRPC stream buffers (several MB); the others wait for a free slot with their
+  // streams idle, so the coordinator's memory does not grow with the number of sites. Throughput
+  // does not suffer as long as the slots keep the coordinator's cores busy.
+  int max_concurrent_transfers = 4;
+};
+
+// Bounds how many transfers stream at the same time. A transfer that finds no free slot waits in
+// line (first come, first served) and is called back when one frees up.
+class TransferSlots {
+ public:
+  class Waiter {
+   public:
+    // Called (once, from the thread releasing a slot) when the waiter holds a slot.
+    virtual void Granted() = 0;
+
+   protected:
+    ~Waiter() = default;
+  };
+
+  explicit TransferSlots(int max) : free_(max), unlimited_(max <= 0) {}
+  // True: the caller holds a slot now. False: `waiter` is queued and Granted() comes later.
+  bool Acquire(Waiter* waiter);
+  // Takes a queued waiter out of line; false when it is not queued (its Granted() has come or is
+  // coming).
+  bool Cancel(Waiter* waiter);
+  // Gives a held slot to the first waiter, or frees it.
+  void Release();
+
+  int waiting() const;
+
+ private:
+  mutable std::mutex mutex_;
+  int free_;
+  const bool unlimited_;
+  std::list<Waiter*> waiting_;
 };
 
 class FederationService final : public fedjoint::v1::Federation::CallbackService {
@@ -61,6 +98,13 @@ class FederationService final : public fedjoint::v1::Federation::CallbackService
   // Answers every pending long poll (UNAVAILABLE) so the server can shut down.
   void DrainPolls();
 
+  // The ticker waits here between ticks: up to `timeout`, or until something happened that may
+  // close the round (an accepted update), so that the next round opens without waiting for the
+  // tick. Stop() ends every wait.
+  void WaitForTick(std::chrono::duration<double> timeout);
+  void RequestTick();
+  void StopTicks();
+
   // The authenticated site behind `context`, which must be `claimed` (when non-empty).
   absl::StatusOr<std::string> Authenticate(grpc::CallbackServerContext* context,
                                            const std::string& claimed);
@@ -76,6 +120,11 @@ class FederationService final : public fedjoint::v1::Federation::CallbackService
   std::mutex polls_mutex_;
   std::list<TaskPoll*> polls_;
   bool draining_ = false;
+  TransferSlots transfer_slots_;
+  std::mutex tick_mutex_;
+  std::condition_variable tick_cv_;
+  bool tick_requested_ = false;
+  bool ticks_stopped_ = false;
 };
 
 // Converts an absl::Status to a grpc::Status (the codes are the same).

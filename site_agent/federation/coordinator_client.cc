@@ -273,6 +273,7 @@ absl::StatusOr<common::security::Sha256Digest> CoordinatorClient::DownloadModel(
       context.TryCancel();
       break;
     }
+    *chunk.mutable_data() = (*sink)->Spare();
     received += size;
   }
   grpc::Status status = reader->Finish();
@@ -307,29 +308,42 @@ absl::StatusOr<fedjoint::v1::UploadResponse> CoordinatorClient::UploadUpdate(
   header.set_total_bytes(int64_t(encoding.total_size));
   fedjoint::v1::UploadMessage message;
   *message.mutable_header() = std::move(header);
+  // The trailer's SHA-256 is computed on another thread while the chunks go out (the encoding's
+  // bytes do not change while this call runs); for a small update a thread is not worth it.
+  std::string sha_hex;
+  auto hash = [&] {
+    Sha256 sha;
+    sha.Update(encoding.header.data(), encoding.header.size());
+    for (const auto& segment : encoding.segments) sha.Update(segment.data(), segment.size());
+    sha_hex = sha.Hex();
+  };
+  std::thread hasher;
+  if (encoding.total_size >= uint64_t(4 * options_.chunk_bytes)) {
+    hasher = std::thread(hash);
+  } else {
+    hash();
+  }
   bool ok = writer->Write(message);
-  Sha256 sha;
+  // One chunk message, reused: bytes are copied once, into it, then serialized by gRPC.
+  fedjoint::v1::UploadMessage m;
+  std::string* data = m.mutable_chunk()->mutable_data();
+  data->reserve(size_t(options_.chunk_bytes));
   int64_t offset = 0;
-  std::string buffer;
-  buffer.reserve(size_t(options_.chunk_bytes));
   auto flush = [&]() {
-    if (!ok || buffer.empty()) return;
-    fedjoint::v1::UploadMessage m;
+    if (!ok || data->empty()) return;
     m.mutable_chunk()->set_offset(offset);
-    m.mutable_chunk()->set_data(buffer);
     ok = writer->Write(m);
     watchdog.Progress();
-    offset += int64_t(buffer.size());
-    buffer.clear();
+    offset += int64_t(data->size());
+    data->clear();
   };
   auto append = [&](const char* p, size_t n) {
-    sha.Update(p, n);
     while (n > 0 && ok) {
-      size_t take = std::min(n, size_t(options_.chunk_bytes) - buffer.size());
-      buffer.append(p, take);
+      size_t take = std::min(n, size_t(options_.chunk_bytes) - data->size());
+      data->append(p, take);
       p += take;
       n -= take;
-      if (buffer.size() == size_t(options_.chunk_bytes)) flush();
+      if (data->size() == size_t(options_.chunk_bytes)) flush();
     }
   };
   append(encoding.header.data(), encoding.header.size());
@@ -337,9 +351,10 @@ absl::StatusOr<fedjoint::v1::UploadResponse> CoordinatorClient::UploadUpdate(
     append(reinterpret_cast<const char*>(segment.data()), segment.size());
   }
   flush();
+  if (hasher.joinable()) hasher.join();
   if (ok) {
     fedjoint::v1::UploadMessage trailer;
-    trailer.mutable_trailer()->set_sha256(sha.Hex());
+    trailer.mutable_trailer()->set_sha256(sha_hex);
     ok = writer->Write(trailer);
   }
   writer->WritesDone();

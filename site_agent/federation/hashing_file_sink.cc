@@ -50,6 +50,10 @@ void HashingFileSink::Run() {
     lock.lock();
     busy_ = false;
     if (!status.ok() && error_.ok()) error_ = status;
+    if (spare_.size() <= max_queued_) {
+      bytes.clear();
+      spare_.push_back(std::move(bytes));
+    }
     changed_.notify_all();
   }
 }
@@ -61,6 +65,14 @@ absl::Status HashingFileSink::Push(std::string bytes) {
   queue_.push_back(std::move(bytes));
   changed_.notify_all();
   return absl::OkStatus();
+}
+
+std::string HashingFileSink::Spare() {
+  std::lock_guard lock(mutex_);
+  if (spare_.empty()) return std::string();
+  std::string out = std::move(spare_.back());
+  spare_.pop_back();
+  return out;
 }
 
 absl::StatusOr<common::security::Sha256Digest> HashingFileSink::Drain() {

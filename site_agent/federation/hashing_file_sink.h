@@ -11,6 +11,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -30,6 +31,9 @@ class HashingFileSink {
 
   // Queues `bytes` for hashing and writing. Returns the worker's first error, if any.
   absl::Status Push(std::string bytes);
+  // A buffer the worker is done with (empty, its capacity kept), or an empty string: receiving the
+  // next chunk into it saves allocating (and page-faulting) a fresh one.
+  std::string Spare();
   // Waits until everything pushed is hashed and written; returns the SHA-256 of all of it, or the
   // first error. Call once.
   absl::StatusOr<common::security::Sha256Digest> Drain();
@@ -46,6 +50,7 @@ class HashingFileSink {
   std::mutex mutex_;
   std::condition_variable changed_;
   std::deque<std::string> queue_;
+  std::vector<std::string> spare_;  // at most max_queued_ + 1
   bool closing_ = false;
   bool busy_ = false;  // the worker holds a chunk outside the queue
   absl::Status error_;

@@ -210,7 +210,13 @@ absl::StatusOr<fs::path> SiteRunner::PullModel(const std::string& session,
   if (fs::exists(path) && fs::exists(sig) && check(verifier_.VerifyFile(path, sig)).ok()) {
     return path;
   }
-  if (auto s = common::base::WriteFileAtomically(sig, task.model_signature()); !s.ok()) return s;
+  // Part of the cache: written without fsync, like the model (both are verified on every use).
+  {
+    auto writer = common::base::AtomicFileWriter::Open(sig);
+    if (!writer.ok()) return writer.status();
+    if (auto s = writer->Write(task.model_signature()); !s.ok()) return s;
+    if (auto s = writer->Commit(common::base::AtomicFileWriter::Sync::kSkip); !s.ok()) return s;
+  }
   // The transfer's SHA-256 is the SHA-256 of the file: the signature is checked against it.
   auto sha256 =
       client_->DownloadModel(session, task.round(), task.model_digest(), task.model_bytes(), path);
@@ -392,7 +398,8 @@ absl::Status SiteRunner::ExportModel(const fs::path& global_path, const std::str
 
 absl::Status SiteRunner::Finish(const std::string& session, const fedjoint::v1::Task& task) {
   if (task.model_digest().empty()) return absl::OkStatus();
-  auto path = PullModel(session, task, {.job_id = task.job_id(), .round = task.round()});
+  auto path =
+      PullModel(session, task, {.job_id = task.job_id(), .phase = {}, .round = task.round()});
   if (!path.ok()) return path.status();
   const fs::path final_dir = options_.state_dir / "final";
   if (auto s = ExportModel(*path, task.model_digest(), final_dir); !s.ok()) return s;
@@ -408,7 +415,8 @@ absl::Status SiteRunner::PullLatest(const fs::path& out_dir) {
   task.set_model_digest(latest->digest());
   task.set_model_bytes(latest->bytes());
   task.set_model_signature(latest->signature());
-  auto path = PullModel("", task, {.phase = latest->phase(), .round = latest->round()});
+  auto path =
+      PullModel("", task, {.job_id = {}, .phase = latest->phase(), .round = latest->round()});
   if (!path.ok()) return path.status();
   if (auto s = ExportModel(*path, latest->digest(), out_dir); !s.ok()) return s;
   Log()->info("round {} model ({}) verified and written to {}", latest->round(), latest->phase(),

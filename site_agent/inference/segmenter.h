@@ -2,9 +2,10 @@
 // scan's voxel grid (size, spacing, origin, direction), so the prediction overlays the scan.
 //
 //   scan -> canonical orientation -> in-plane resampling -> intensity normalization -> slices
-//   -> pad to a multiple of 32 (never crop) -> batched forward (eval, NoGradGuard) -> softmax of
-//   the joint's head -> remove padding -> probabilities back onto the canonical grid (linear) ->
-//   argmax -> original orientation.
+//   -> pad to a multiple of 32 (never crop) -> batched forward (eval-mode BatchNorm folded into
+//   the convolutions, channels-last, c10::InferenceMode, freed tensor memory reused between
+//   batches: common/model/cpu_tensor_cache.h) -> softmax of the joint's head -> remove padding
+//   -> probabilities back onto the canonical grid (linear) -> argmax -> original orientation.
 //
 // The probabilities (not the labels) are resampled back, so boundaries are as smooth as the
 // network's output rather than blocky at the training pixel size. The normalization and resampling
@@ -36,8 +37,15 @@ struct SegmenterOptions {
   int64_t batch_size = 16;  // slices per forward pass
   // Intra-op threads for inference; 0 leaves the current setting.
   int threads = 0;
+  // Segment() runs the joint's network with its eval-mode BatchNorms folded into the
+  // convolutions (common/model/folded_unet.h), folded again on every call so it always reflects
+  // the model's current weights and statistics; false runs the network as it is, in eval mode.
+  // Both give the same labels up to float rounding; folding is faster (docs/performance.md).
+  bool fold_batch_norm = true;
+  // Run the folded network channels-last (NHWC); ignored without fold_batch_norm.
+  bool channels_last = true;
   // Called after each batch with (slices done, slices in total), e.g. for a progress bar.
-  std::function<void(int64_t done, int64_t total)> on_progress;
+  std::function<void(int64_t done, int64_t total)> on_progress = {};
 };
 
 // Per-structure probabilities would be larger than the labels; only labels come out, plus what
@@ -53,7 +61,8 @@ struct Segmentation {
 using SliceProbabilityFn = std::function<at::Tensor(const at::Tensor& slices)>;
 
 // The pipeline above around any slice predictor (the network, or a stand-in in tests): `config`
-// gives the preprocessing, `classes` the channels `predict` returns.
+// gives the preprocessing, `classes` the channels `predict` returns. `predict` runs under
+// c10::InferenceMode: what it returns is only read (copied out), never kept.
 absl::StatusOr<Segmentation> SegmentVolume(
     const common::data::Volume& image, const v1::ModelConfig& config, int64_t classes,
     const SliceProbabilityFn& predict, int64_t batch_size,

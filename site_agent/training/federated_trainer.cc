@@ -34,6 +34,17 @@ std::string DataKey(const v1::ModelConfig& model, double validation_fraction) {
   return fmt::format("{}|{}", key.SerializeAsString(), validation_fraction);
 }
 
+// The local-training section as the configuration parser fills it when a config omits it.
+v1::LocalTrainingConfig DefaultLocalTraining() {
+  v1::LocalTrainingConfig training;
+  training.set_batch_size(8);
+  training.set_augment(true);
+  training.set_foreground_probability(0.5);
+  training.set_augment_min_scale(0.85);
+  training.set_augment_max_scale(1.15);
+  return training;
+}
+
 }  // namespace
 
 FederatedTrainer::FederatedTrainer(FederatedTrainerOptions options, common::data::Manifest manifest)
@@ -101,9 +112,9 @@ absl::StatusOr<TensorMap> FederatedTrainer::PrepareForInference(const v1::ModelC
   if (!data.ok()) return Annotate(data.status(), where);
   TrainerOptions options;
   options.model = model;
-  options.training.set_batch_size(8);
-  options.training.set_epochs(1);
-  options.training.set_augment(false);
+  // Batches as the last segmentation round drew them (pull-model before any round: the
+  // configuration defaults), since those are the statistics the weights were trained under.
+  options.training = last_segmentation_training_.value_or(DefaultLocalTraining());
   options.threads = options_.threads;
   options.loader_threads = options_.loader_threads;
   options.seed = options_.seed;
@@ -111,8 +122,9 @@ absl::StatusOr<TensorMap> FederatedTrainer::PrepareForInference(const v1::ModelC
   ASSIGN_OR_RETURN(auto trainer, SegmentationTrainer::Create(options, *data));
   RETURN_IF_ERROR(Annotate(trainer->LoadWeights(weights), where));
   RETURN_IF_ERROR(Annotate(trainer->RecalibrateNormalization(), where));
-  common::log::Get("train")->info("{}: normalization statistics re-estimated on {} slice(s)", where,
-                                  data->train->size());
+  common::log::Get("train")->info(
+      "{}: normalization statistics re-estimated on 100 batches drawn from {} training slice(s)",
+      where, data->train->size());
   return trainer->Weights();
 }
 
@@ -144,6 +156,7 @@ absl::StatusOr<TrainResult> FederatedTrainer::Train(TrainRequest request) {
     ASSIGN_OR_RETURN(summary, trainer->Train());
     result.weights = trainer->Weights();
   } else {
+    last_segmentation_training_ = task.local();
     ASSIGN_OR_RETURN(auto trainer, SegmentationTrainer::Create(options, *data));
     RETURN_IF_ERROR(Annotate(trainer->LoadWeights(request.weights), where));
     RETURN_IF_ERROR(Annotate(trainer->SetExternalPrototypes(std::vector<fedjoint::v1::Prototype>(

@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -42,8 +43,9 @@ class FederatedTrainer : public LocalTrainer {
   absl::StatusOr<common::tensors::TensorMap> InitialSiteTensors(
       const fedjoint::v1::Task& task) override;
   absl::StatusOr<TrainResult> Train(TrainRequest request) override;
-  // Segmentation models: normalization statistics re-estimated on every labelled training slice
-  // of the site (SegmentationTrainer::RecalibrateNormalization); other models unchanged.
+  // Segmentation models: normalization statistics re-estimated for the final weights on batches
+  // drawn as the last segmentation round drew them (SegmentationTrainer::
+  // RecalibrateNormalization); other models unchanged.
   absl::StatusOr<common::tensors::TensorMap> PrepareForInference(
       const v1::ModelConfig& model, common::tensors::TensorMap weights) override;
 
@@ -61,6 +63,7 @@ class FederatedTrainer : public LocalTrainer {
   FederatedTrainerOptions options_;
   common::data::Manifest manifest_;
   std::map<std::string, TrainingData> cache_;
+  std::optional<v1::LocalTrainingConfig> last_segmentation_training_;
 };
 
 }  // namespace fedjoint::site_agent::training

@@ -80,13 +80,14 @@ class SegmentationTrainer {
   // 0 = stem .. 4 = layer4): the mean of the L2-normalized projected embeddings of every training
   // slice (eval mode, no augmentation), L2-normalized; count = slices.
   absl::StatusOr<std::vector<v1::Prototype>> ComputePrototypes();
-  // Re-estimates the running statistics of each joint's normalization layers from that joint's
-  // training slices with the current weights: one pass, BatchNorm in training mode without
-  // gradients, a cumulative average over the batches (not the exponential one). Nothing else
-  // changes. Needed after federated averaging: the statistics a site kept were gathered with its
-  // own pre-averaging weights, and in eval mode they no longer match the averaged network's
-  // activations (the demo's federated model scored Dice ~0 with them, ~0.6 after re-estimation).
-  absl::Status RecalibrateNormalization();
+  // Re-estimates the running statistics of each joint's normalization layers for the current
+  // weights: `batches` batches drawn as training draws them (options().training: batch size,
+  // domain balance, foreground oversampling, augmentation), BatchNorm in training mode without
+  // gradients, a cumulative average of the batches' moments (not the exponential one). Nothing
+  // else changes. Needed after federated averaging: the statistics a site kept were gathered with
+  // its own pre-averaging weights, and in eval mode they no longer match the averaged network's
+  // activations (the demo's federated model scored Dice ~0 with them).
+  absl::Status RecalibrateNormalization(int64_t batches = 100);
 
   common::tensors::TensorMap Weights() const;
   common::model::UNet model() const;

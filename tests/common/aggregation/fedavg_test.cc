@@ -2,9 +2,12 @@
 
 #include <cmath>
 #include <limits>
+#include <map>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include "absl/strings/str_cat.h"
 
 namespace fedjoint::common::aggregation {
 namespace {
@@ -162,6 +165,200 @@ TEST(AccumulateScaledTest, LargeArraysMatchSerialSum) {
   AccumulateScaled(acc, x, 0.5f);
   for (size_t i = 0; i < n; i += 4099) ASSERT_FLOAT_EQ(acc[i], 1.0f + 0.5f * (i % 97));
   ASSERT_FLOAT_EQ(acc[n - 1], 1.0f + 0.5f * ((n - 1) % 97));
+}
+
+// The fused, batched fold gives exactly (bit for bit) what adding the updates one at a time in
+// arrival order gives, whatever the batch size, with some tensors missing from some updates.
+TEST(ScopedFedAvgTest, BatchedFoldEqualsNaiveWeightedMean) {
+  constexpr int kSites = 11;
+  const std::vector<int64_t> sizes = {70001, 5, (1 << 18) + 3};
+  std::vector<std::vector<float>> start(sizes.size());
+  for (size_t t = 0; t < sizes.size(); ++t) start[t].assign(size_t(sizes[t]), 0.5f);
+  std::vector<SharedTensor> shared = {
+      {{"a", {sizes[0]}, start[0]}, {Scope::kGlobal, ""}},
+      {{"heads.knee", {sizes[1]}, start[1]}, {Scope::kDomain, "knee"}},
+      {{"c", {sizes[2]}, start[2]}, {Scope::kGlobal, ""}},
+  };
+  // Site s holds knee when s is even; values vary by site, tensor and element.
+  std::vector<std::vector<std::vector<float>>> values(kSites);
+  std::vector<double> weights;
+  uint32_t state = 7;
+  for (int s = 0; s < kSites; ++s) {
+    for (size_t t = 0; t < sizes.size(); ++t) {
+      values[size_t(s)].emplace_back(size_t(sizes[t]));
+      for (float& v : values[size_t(s)][t]) {
+        state = state * 1664525u + 1013904223u;
+        v = float(int32_t(state >> 8)) * 1e-6f;
+      }
+    }
+    weights.push_back(1 + s * 7 % 5);
+  }
+  auto update_of = [&](int s) {
+    std::vector<TensorView> u = {{"a", {sizes[0]}, values[size_t(s)][0]},
+                                 {"c", {sizes[2]}, values[size_t(s)][2]}};
+    if (s % 2 == 0) u.push_back({"heads.knee", {sizes[1]}, values[size_t(s)][1]});
+    return u;
+  };
+  auto joints_of = [](int s) {
+    return s % 2 == 0 ? std::vector<std::string>{"knee"} : std::vector<std::string>{};
+  };
+  // The reference: float running sums in arrival order, divided at the end, as before batching.
+  std::vector<std::vector<float>> expected(sizes.size());
+  for (size_t t = 0; t < sizes.size(); ++t) {
+    std::vector<float> sum(size_t(sizes[t]), 0.0f);
+    double total = 0;
+    for (int s = 0; s < kSites; ++s) {
+      if (t == 1 && s % 2 != 0) continue;
+      for (size_t i = 0; i < sum.size(); ++i) {
+        sum[i] += static_cast<float>(weights[size_t(s)]) * values[size_t(s)][t][i];
+      }
+      total += weights[size_t(s)];
+    }
+    const float inv = static_cast<float>(1.0 / total);
+    for (float& v : sum) v *= inv;
+    expected[t] = std::move(sum);
+  }
+  for (int batch : {1, 3, 8, 100}) {
+    for (ValueCheck check : {ValueCheck::kCheck, ValueCheck::kAlreadyChecked}) {
+      FoldOptions fold;
+      fold.batch = batch;
+      ScopedFedAvg avg(shared, {}, fold);
+      for (int s = 0; s < kSites; ++s) {
+        ASSERT_TRUE(
+            avg.Add(absl::StrCat("site-", s), joints_of(s), update_of(s), weights[size_t(s)], check)
+                .ok());
+        EXPECT_EQ(avg.pending(), (s + 1) % batch) << "batch " << batch;
+      }
+      auto out = avg.Finalize();
+      ASSERT_EQ(out.size(), sizes.size());
+      for (size_t t = 0; t < sizes.size(); ++t) {
+        ASSERT_EQ(out[t].size(), expected[t].size());
+        for (size_t i = 0; i < out[t].size(); ++i) {
+          ASSERT_EQ(out[t][i], expected[t][i])
+              << "batch " << batch << " tensor " << t << " at " << i;
+        }
+      }
+    }
+  }
+}
+
+// A refused update leaves no trace even with others queued before and after it; the message names
+// the site and the tensor.
+TEST(ScopedFedAvgTest, RefusalAmongQueuedUpdatesLeavesNoTrace) {
+  std::vector<float> start(100000, 0.f);
+  ScopedFedAvg avg({{{"w", {100000}, start}, {Scope::kGlobal, ""}}}, {});
+  std::vector<float> one(100000, 1.f), three(100000, 3.f), bad(100000, 2.f);
+  bad[99999] = std::numeric_limits<float>::infinity();
+  std::vector<std::string> joints;
+  ASSERT_TRUE(avg.Add("site-a", joints, std::vector<TensorView>{{"w", {100000}, one}}, 1).ok());
+  auto refused = avg.Add("site-b", joints, std::vector<TensorView>{{"w", {100000}, bad}}, 1);
+  EXPECT_EQ(refused.message(),
+            "update from site 'site-b': tensor 'w' contains NaN or infinite values");
+  ASSERT_TRUE(avg.Add("site-c", joints, std::vector<TensorView>{{"w", {100000}, three}}, 1).ok());
+  EXPECT_EQ(avg.num_updates(), 2);
+  auto out = avg.Finalize();
+  EXPECT_EQ(out[0].front(), 2.f);
+  EXPECT_EQ(out[0].back(), 2.f);
+}
+
+// Values the caller checked are not read again; with a norm bound they are (and a non-finite one
+// is refused there too).
+TEST(ScopedFedAvgTest, AlreadyCheckedValuesAndTheNormBound) {
+  std::vector<float> start = {0, 0, 0, 0};
+  std::vector<float> nan = {1, std::nanf(""), 1, 1};
+  std::vector<std::string> joints;
+  std::vector<TensorView> update = {{"w", {4}, nan}};
+  ScopedFedAvg bounded({{{"w", {4}, start}, {Scope::kGlobal, ""}}}, UpdateLimits{100.0});
+  EXPECT_THAT(
+      std::string(bounded.Add("site-x", joints, update, 1, ValueCheck::kAlreadyChecked).message()),
+      HasSubstr("tensor 'w' contains NaN or infinite values"));
+  std::vector<float> far = {100, 100, 100, 100};
+  EXPECT_THAT(std::string(bounded
+                              .Add("site-x", joints, std::vector<TensorView>{{"w", {4}, far}}, 1,
+                                   ValueCheck::kAlreadyChecked)
+                              .message()),
+              HasSubstr("update norm 200 exceeds the bound of 100"));
+  EXPECT_EQ(bounded.num_updates(), 0);
+}
+
+// The fold hands back every added value range, each once, so a caller can drop mapped pages.
+TEST(ScopedFedAvgTest, ReleaseCoversEveryFoldedValueOnce) {
+  const int64_t n = (1 << 20) + 17;  // more than one fold window
+  std::vector<float> start(size_t(n), 0.f), small_start(3, 0.f);
+  std::vector<std::vector<float>> updates = {std::vector<float>(size_t(n), 1.f),
+                                             std::vector<float>(size_t(n), 2.f)};
+  std::vector<float> small = {1, 2, 3};
+  std::map<const float*, int64_t> released;  // begin -> count
+  FoldOptions fold;
+  fold.batch = 2;
+  fold.release = [&](std::span<const float> v) { released[v.data()] += int64_t(v.size()); };
+  ScopedFedAvg avg({{{"big", {n}, start}, {Scope::kGlobal, ""}},
+                    {{"small", {3}, small_start}, {Scope::kGlobal, ""}}},
+                   {}, fold);
+  for (const auto& u : updates) {
+    ASSERT_TRUE(
+        avg.Add("site", {}, std::vector<TensorView>{{"big", {n}, u}, {"small", {3}, small}}, 1)
+            .ok());
+  }
+  EXPECT_EQ(avg.pending(), 0);
+  int64_t total = 0;
+  for (const auto& [begin, count] : released) total += count;
+  EXPECT_EQ(total, 2 * (n + 3));
+  for (const auto& u : updates) {
+    // The ranges of one update tile it.
+    int64_t covered = 0;
+    for (const auto& [begin, count] : released) {
+      if (begin >= u.data() && begin < u.data() + n) covered += count;
+    }
+    EXPECT_EQ(covered, n);
+  }
+}
+
+// Accumulators handed back by Finalize are reused by the next aggregator (no fresh memory), and
+// their old content does not leak into the new sum.
+TEST(ScopedFedAvgTest, RecycledAccumulatorsAreReused) {
+  std::vector<float> start(1000, 0.f), x(1000, 4.f), y(1000, 8.f);
+  std::vector<std::string> joints;
+  ScopedFedAvg first({{{"w", {1000}, start}, {Scope::kGlobal, ""}}}, {});
+  ASSERT_TRUE(first.Add("a", joints, std::vector<TensorView>{{"w", {1000}, x}}, 1).ok());
+  auto out = first.Finalize();
+  const float* storage = out[0].data();
+  ScopedFedAvg second({{{"w", {1000}, start}, {Scope::kGlobal, ""}}}, {}, {}, std::move(out));
+  ASSERT_TRUE(second.Add("b", joints, std::vector<TensorView>{{"w", {1000}, y}}, 1).ok());
+  auto again = second.Finalize();
+  EXPECT_EQ(again[0].data(), storage);
+  EXPECT_EQ(again[0][0], 8.f);
+  EXPECT_EQ(again[0][999], 8.f);
+}
+
+TEST(FoldIntoTest, EqualsAddingOneByOne) {
+  for (size_t k : {size_t{1}, size_t{4}, size_t{9}, size_t{17}}) {
+    const size_t n = 1031;
+    std::vector<std::vector<float>> xs(k, std::vector<float>(n));
+    std::vector<float> ws;
+    for (size_t j = 0; j < k; ++j) {
+      ws.push_back(0.25f + float(j));
+      for (size_t i = 0; i < n; ++i) xs[j][i] = float((i * 31 + j * 7) % 101) * 0.37f - 11.f;
+    }
+    std::vector<std::span<const float>> spans(xs.begin(), xs.end());
+    for (bool init : {true, false}) {
+      std::vector<float> acc(n, 3.f), expected(n, init ? 0.f : 3.f);
+      for (size_t j = 0; j < k; ++j)
+        for (size_t i = 0; i < n; ++i) expected[i] += ws[j] * xs[j][i];
+      FoldInto(acc, init, spans, ws);
+      for (size_t i = 0; i < n; ++i) ASSERT_EQ(acc[i], expected[i]) << k << " " << init << " " << i;
+    }
+  }
+}
+
+TEST(CountNonFiniteTest, CountsNaNAndInfinities) {
+  std::vector<float> v(1000, 1.f);
+  EXPECT_EQ(CountNonFinite(v), 0);
+  v[3] = std::numeric_limits<float>::infinity();
+  v[500] = -std::numeric_limits<float>::infinity();
+  v[999] = std::nanf("1");
+  v[7] = std::numeric_limits<float>::max();  // finite
+  EXPECT_EQ(CountNonFinite(v), 3);
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 #include <cmath>
 #include <filesystem>
+#include <map>
 #include <numbers>
+#include <string>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -11,6 +13,7 @@
 #include "site_agent/inference/model_spec.h"
 #include "site_agent/inference/segmenter.h"
 #include "site_agent/inference/weights.h"
+#include "tests/common/model/norm_test_util.h"
 #include "tests/site_agent/training/test_data.h"
 
 namespace fedjoint::site_agent::inference {
@@ -140,6 +143,50 @@ TEST(SegmenterTest, NetworkOutputHasTheInputGeometry) {
   ExpectSameGeometry(shared_result->labels, scan.image);
   EXPECT_LE(shared_result->labels.voxels.max().item<int64_t>(), 3);
   std::filesystem::remove_all(dir);
+}
+
+using common::model::test_util::RandomizeNorms;
+using common::model::test_util::Snapshot;
+
+// Segment() runs the network with its BatchNorms folded (channels-last, InferenceMode); the
+// labels must be those of the network as it is, in eval mode, and the model must stay untouched.
+TEST(SegmenterTest, FoldedNetworkGivesTheLabelsOfTheUnfoldedOne) {
+  BallScan scan = MakeBallScan();
+  for (const std::string variant : {"domain", "shared"}) {
+    SCOPED_TRACE(variant);
+    v1::ModelConfig config = training::test_util::TinyModel({"ankle", "knee", "shoulder"});
+    config.set_input_size(32);
+    config.set_variant(variant);
+    torch::manual_seed(11);
+    auto net = BuildUNet(config, 3);
+    ASSERT_TRUE(net.ok());
+    RandomizeNorms(**net);
+    (*net)->train();
+    auto folded = Segmenter::FromModel(config, *net, {.batch_size = 5, .threads = 1});
+    auto unfolded = Segmenter::FromModel(config, *net,
+                                         {.batch_size = 5, .threads = 1, .fold_batch_norm = false});
+    ASSERT_TRUE(folded.ok() && unfolded.ok());
+    for (int round = 0; round < 2; ++round) {
+      SCOPED_TRACE(round);
+      // The second round changes the statistics in between: every Segment() folds afresh.
+      if (round == 1) RandomizeNorms(**net);
+      const std::map<std::string, at::Tensor> before = Snapshot(**net);
+      auto actual = (*folded)->Segment(scan.image, "knee");
+      ASSERT_TRUE(actual.ok()) << actual.status();
+      EXPECT_TRUE((*net)->is_training());
+      for (const auto& [name, tensor] : Snapshot(**net)) {
+        EXPECT_TRUE(torch::equal(tensor, before.at(name))) << name;
+      }
+      auto expected = (*unfolded)->Segment(scan.image, "knee");
+      ASSERT_TRUE(expected.ok()) << expected.status();
+      ExpectSameGeometry(actual->labels, scan.image);
+      const int64_t differ =
+          actual->labels.voxels.ne(expected->labels.voxels).sum().item<int64_t>();
+      // Float rounding can only flip a voxel whose two best classes tie to ~1e-6.
+      EXPECT_LE(differ, expected->labels.voxels.numel() / 1000);
+      EXPECT_GT(expected->labels.voxels.max().item<int64_t>(), 0);
+    }
+  }
 }
 
 TEST(ModelSpecTest, ConfigTravelsWithTheWeightsAndAutoEncoderShapesAreRead) {

@@ -202,7 +202,13 @@ double EvalVsBatchStatisticsGap(common::model::UNet net, const at::Tensor& slice
 TEST_F(TrainerTest, NormalizationRecalibrationMatchesTheWeightsInUse) {
   v1::ModelConfig model = test_util::TinyModel();
   TrainingData data = KneeData(model, 0);
-  auto trainer = SegmentationTrainer::Create(Options(model, 1), data);
+  // Re-estimation draws batches as training does; batches of every slice, unaugmented, make the
+  // expected statistics those of all the slices at once.
+  TrainerOptions options = Options(model, 1);
+  options.training.set_batch_size(static_cast<int32_t>(data.train->size()));
+  options.training.set_augment(false);
+  options.training.set_foreground_probability(0);
+  auto trainer = SegmentationTrainer::Create(options, data);
   ASSERT_TRUE(trainer.ok()) << trainer.status();
   // Statistics from "another network": far from what these weights produce.
   common::tensors::TensorMap weights = (*trainer)->Weights();
@@ -216,11 +222,13 @@ TEST_F(TrainerTest, NormalizationRecalibrationMatchesTheWeightsInUse) {
   const double before = EvalVsBatchStatisticsGap((*trainer)->model(), slices);
 
   ASSERT_TRUE((*trainer)->LoadWeights(weights).ok());
-  ASSERT_TRUE((*trainer)->RecalibrateNormalization().ok());
+  ASSERT_TRUE((*trainer)->RecalibrateNormalization(/*batches=*/50).ok());
   const common::tensors::TensorMap recalibrated = (*trainer)->Weights();
   const double after = EvalVsBatchStatisticsGap((*trainer)->model(), slices);
   EXPECT_GT(before, 0.5);
-  EXPECT_LT(after, 0.05) << "before: " << before;
+  // Batches are drawn with replacement, so their averaged moments approach the full set's only
+  // up to sampling noise and the (n-1)/n variance bias (0.066 measured with 50 batches).
+  EXPECT_LT(after, 0.1) << "before: " << before;
   // Only running statistics changed: every learned weight is as loaded.
   for (const auto& [name, tensor] : recalibrated) {
     if (name.find("running_") != std::string::npos || name.ends_with("num_batches_tracked")) {
@@ -229,6 +237,25 @@ TEST_F(TrainerTest, NormalizationRecalibrationMatchesTheWeightsInUse) {
     EXPECT_TRUE(torch::equal(tensor, weights.at(name))) << name;
   }
   EXPECT_FALSE(torch::equal(recalibrated.at("encoder.bn1.norms.knee.running_mean"),
+                            weights.at("encoder.bn1.norms.knee.running_mean")));
+}
+
+// A site holding one joint of a multi-joint model re-estimates that joint's statistics only; the
+// others' (never drawn here) keep their values instead of being reset.
+TEST_F(TrainerTest, NormalizationRecalibrationLeavesJointsWithoutSlicesAlone) {
+  v1::ModelConfig model = test_util::TinyModel({"ankle", "knee"});
+  auto trainer = SegmentationTrainer::Create(Options(model, 1), KneeData(model, 0));
+  ASSERT_TRUE(trainer.ok()) << trainer.status();
+  common::tensors::TensorMap weights = (*trainer)->Weights();
+  for (auto& [name, tensor] : weights) {
+    if (name.find("running_mean") != std::string::npos) tensor = torch::full_like(tensor, 3.0);
+  }
+  ASSERT_TRUE((*trainer)->LoadWeights(weights).ok());
+  ASSERT_TRUE((*trainer)->RecalibrateNormalization(/*batches=*/2).ok());
+  const common::tensors::TensorMap after = (*trainer)->Weights();
+  EXPECT_TRUE(torch::equal(after.at("encoder.bn1.norms.ankle.running_mean"),
+                           weights.at("encoder.bn1.norms.ankle.running_mean")));
+  EXPECT_FALSE(torch::equal(after.at("encoder.bn1.norms.knee.running_mean"),
                             weights.at("encoder.bn1.norms.knee.running_mean")));
 }
 
