@@ -57,7 +57,7 @@ void DistanceAndNonFinite(const float* __restrict v, const float* __restrict s, 
   for (int64_t i = 0; i < n; ++i) {
     uint32_t bits;
     std::memcpy(&bits, &v[i], sizeof(bits));
-    nonfinite += (bits & 0x7f800000u) == 0x7f800000u;
+    nonfinite += IsNonFiniteBits(bits);
     const double d = double(v[i]) - double(s[i]);
     sq += d * d;
   }
@@ -76,17 +76,9 @@ __attribute__((target_clones("avx2", "default"))) int64_t CountNonFinite(
   for (int64_t i = 0; i < n; ++i) {
     uint32_t bits;
     std::memcpy(&bits, &v[i], sizeof(bits));
-    bad += (bits & 0x7f800000u) == 0x7f800000u;
+    bad += IsNonFiniteBits(bits);
   }
   return bad;
-}
-
-void AccumulateScaled(std::span<float> acc, std::span<const float> x, float weight) {
-  const int64_t n = static_cast<int64_t>(acc.size());
-  float* __restrict a = acc.data();
-  const float* __restrict v = x.data();
-#pragma omp parallel for simd schedule(static) if (n >= kParallelThreshold)
-  for (int64_t i = 0; i < n; ++i) a[i] += weight * v[i];
 }
 
 // a[i] = (init ? 0 : a[i]) + w[0] x[0][i] + ... + w[K-1] x[K-1][i], added left to right. All K

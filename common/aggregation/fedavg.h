@@ -108,16 +108,17 @@ class ScopedFedAvg {
   int num_updates_ = 0;
 };
 
-// acc[i] += weight * x[i], parallel over the machine's threads. Exposed for tests.
-void AccumulateScaled(std::span<float> acc, std::span<const float> x, float weight);
-
 // acc[i] = (init ? 0 : acc[i]) + sum over k of weights[k] * xs[k][i], each term added in the
 // order of `xs` (so the result equals adding the updates one by one), reading every xs[k] once.
 // All spans have acc's size. Single-threaded: the caller splits the work. Exposed for tests.
 void FoldInto(std::span<float> acc, bool init, std::span<const std::span<const float>> xs,
               std::span<const float> weights);
 
-// How many of v are NaN or infinite (branch-free on the bit pattern, so it vectorizes).
+// Whether the float32 with these bits is NaN or infinite (exponent all ones). A test on the bit
+// pattern, without branches, so the loops that use it vectorize.
+inline bool IsNonFiniteBits(uint32_t bits) { return (bits & 0x7f800000u) == 0x7f800000u; }
+
+// How many of v are NaN or infinite.
 int64_t CountNonFinite(std::span<const float> v);
 
 }  // namespace fedjoint::common::aggregation

@@ -6,6 +6,7 @@
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
+#include "common/aggregation/fedavg.h"
 #include "common/tensors/dtype.h"
 
 namespace fedjoint::coordinator {
@@ -13,19 +14,18 @@ namespace {
 
 namespace tensors = common::tensors;
 
+// Whether the little-endian float at p (any alignment) is NaN or infinite.
 bool NonFinite(const unsigned char* p) {
   uint32_t bits;
   std::memcpy(&bits, p, sizeof(bits));
-  return (bits & 0x7f800000u) == 0x7f800000u;
+  return common::aggregation::IsNonFiniteBits(bits);
 }
 
 // How many of the `count` little-endian floats at p (any alignment) are NaN or infinite.
 int64_t CountNonFiniteBytes(const unsigned char* __restrict p, size_t count) {
   int64_t bad = 0;
   for (size_t i = 0; i < count; ++i) {
-    uint32_t bits;
-    std::memcpy(&bits, p + 4 * i, sizeof(bits));
-    bad += (bits & 0x7f800000u) == 0x7f800000u;
+    bad += NonFinite(p + 4 * i);
   }
   return bad;
 }

@@ -217,7 +217,11 @@ absl::StatusOr<Segmentation> Segmenter::Segment(const data::Volume& image, std::
     channels = torch::tensor(model::SharedChannelsOfJoint(joints, *joint_index), torch::kLong);
   }
   const int64_t j = *joint_index;
-  SliceProbabilityFn predict;
+  // The joint's logits (the shared head's subset of channels), as probabilities.
+  auto probabilities_of = [channels](at::Tensor logits) {
+    if (channels.defined()) logits = logits.index_select(1, channels);
+    return logits.softmax(1);
+  };
   if (options_.fold_batch_norm) {
     // Folded on every call (a few ms): the model may have changed since the last one
     // (RecalibrateNormalization, or a trainer sharing it through FromModel).
@@ -225,19 +229,15 @@ absl::StatusOr<Segmentation> Segmenter::Segment(const data::Volume& image, std::
         *model_, j, model::FoldOptions{.channels_last = options_.channels_last});
     if (!folded.ok()) return folded.status();
     auto net = std::make_shared<const model::FoldedUNet>(*std::move(folded));
-    predict = [net, channels](const at::Tensor& x) {
-      at::Tensor logits = net->forward(x);
-      if (channels.defined()) logits = logits.index_select(1, channels);
-      return logits.softmax(1);
+    SliceProbabilityFn predict = [net, probabilities_of](const at::Tensor& x) {
+      return probabilities_of(net->forward(x));
     };
     return SegmentVolume(image, config_, classes, predict, options_.batch_size,
                          options_.on_progress);
   }
   model::UNet net = model_;
-  predict = [net, j, channels](const at::Tensor& x) mutable {
-    at::Tensor logits = net->forward(x, j).logits[static_cast<size_t>(j)];
-    if (channels.defined()) logits = logits.index_select(1, channels);
-    return logits.softmax(1);
+  SliceProbabilityFn predict = [net, j, probabilities_of](const at::Tensor& x) mutable {
+    return probabilities_of(net->forward(x, j).logits[static_cast<size_t>(j)]);
   };
   const bool was_training = net->is_training();
   net->eval();

@@ -5,6 +5,7 @@
 
 #include "common/aggregation/scopes.h"
 #include "common/base/status_macros.h"
+#include "common/config/yaml_loader.h"
 #include "common/data/rng.h"
 #include "common/log/logging.h"
 #include "site_agent/inference/model_spec.h"
@@ -35,13 +36,9 @@ std::string DataKey(const v1::ModelConfig& model, double validation_fraction) {
 }
 
 // The local-training section as the configuration parser fills it when a config omits it.
-v1::LocalTrainingConfig DefaultLocalTraining() {
+absl::StatusOr<v1::LocalTrainingConfig> DefaultLocalTraining() {
   v1::LocalTrainingConfig training;
-  training.set_batch_size(8);
-  training.set_augment(true);
-  training.set_foreground_probability(0.5);
-  training.set_augment_min_scale(0.85);
-  training.set_augment_max_scale(1.15);
+  RETURN_IF_ERROR(common::config::ParseYamlInto("{}", "training defaults", {}, &training));
   return training;
 }
 
@@ -114,7 +111,11 @@ absl::StatusOr<TensorMap> FederatedTrainer::PrepareForInference(const v1::ModelC
   options.model = model;
   // Batches as the last segmentation round drew them (pull-model before any round: the
   // configuration defaults), since those are the statistics the weights were trained under.
-  options.training = last_segmentation_training_.value_or(DefaultLocalTraining());
+  if (last_segmentation_training_) {
+    options.training = *last_segmentation_training_;
+  } else {
+    ASSIGN_OR_RETURN(options.training, DefaultLocalTraining());
+  }
   options.threads = options_.threads;
   options.loader_threads = options_.loader_threads;
   options.seed = options_.seed;

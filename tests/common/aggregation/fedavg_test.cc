@@ -158,11 +158,13 @@ TEST_F(RefusalTest, NormBoundAndWeight) {
               HasSubstr("weight must be positive, got 0"));
 }
 
-TEST(AccumulateScaledTest, LargeArraysMatchSerialSum) {
-  const size_t n = (1 << 18) + 7;  // above the parallel threshold, odd tail
+TEST(FoldIntoTest, LargeArraysMatchSerialSum) {
+  const size_t n = (1 << 18) + 7;  // odd tail
   std::vector<float> acc(n, 1.0f), x(n);
   for (size_t i = 0; i < n; ++i) x[i] = static_cast<float>(i % 97);
-  AccumulateScaled(acc, x, 0.5f);
+  const std::span<const float> xs[] = {x};
+  const float weights[] = {0.5f};
+  FoldInto(acc, /*init=*/false, xs, weights);
   for (size_t i = 0; i < n; i += 4099) ASSERT_FLOAT_EQ(acc[i], 1.0f + 0.5f * (i % 97));
   ASSERT_FLOAT_EQ(acc[n - 1], 1.0f + 0.5f * ((n - 1) % 97));
 }
