@@ -7,14 +7,22 @@ BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 DEMO_OUT ?= demo-out
+EXPERIMENTS_OUT ?= bench-out/experiments
+# e.g. EXPERIMENTS_ARGS=--quick (a CI smoke size), or --steps/--folds/--subjects
+EXPERIMENTS_ARGS ?=
 # LibTorch's OpenMP threads busy-wait by default; on a shared 2-core machine that made training
 # ~10x slower (bench/model_bench.cc). It must be set before the library loads.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: demo test deps configure build format format-check clean
+.PHONY: demo experiments test deps configure build format format-check clean
 
 demo: build
 	scripts/demo.sh --build-dir "$(BUILD_DIR)" --out "$(DEMO_OUT)"
+
+# The scheme comparison, scarcity curve and plots of docs/results.md (about 1.5 hours on 2 cores).
+experiments: build
+	/usr/bin/python3 bench/experiments/run_experiments.py --build-dir "$(BUILD_DIR)" \
+	  --out "$(EXPERIMENTS_OUT)" $(EXPERIMENTS_ARGS)
 
 test: build
 	ctest --test-dir "$(BUILD_DIR)" -j$(JOBS) --output-on-failure --timeout 900

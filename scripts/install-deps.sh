@@ -21,9 +21,11 @@ packages=(
   libgtest-dev libgmock-dev
   # Cross-checks in the test suite: Python readers of our files.
   python3 python3-numpy python3-nibabel plastimatch
+  # `make experiments` (and its smoke test): statistics, plots, configs.
+  python3-scipy python3-matplotlib python3-yaml
 )
 if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(python3-torch python3-matplotlib python3-yaml)
+  packages+=(python3-torch)
 fi
 
 missing=()

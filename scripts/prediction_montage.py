@@ -7,7 +7,7 @@ order, mapped to the manifest's label values by name), and draws the slice with 
 three panels (scan, truth, prediction) with the Dice of that subject in the title.
 
 Usage: scripts/prediction_montage.py [--demo demo-out] [--out docs/images/demo.png]
-Needs Debian's python3 with nibabel and matplotlib (scripts/install-deps.sh --bench).
+Needs Debian's python3 with nibabel and matplotlib (scripts/install-deps.sh installs both).
 """
 import argparse
 import csv

@@ -10,6 +10,7 @@
 #include "common/config/config.h"
 #include "common/data/manifest.h"
 #include "common/log/logging.h"
+#include "common/model/transfer.h"
 #include "site_agent/inference/model_spec.h"
 #include "site_agent/inference/weights.h"
 #include "site_agent/training/progress.h"
@@ -26,6 +27,7 @@ struct TrainCommandOptions {
   std::string config;
   std::string out;
   std::string shape_prior;
+  std::string init_from;
   int64_t shape_prior_steps = 400;
   bool no_resume = false;
   bool quiet = false;
@@ -87,6 +89,20 @@ absl::Status RunTrain(const TrainCommandOptions& cli) {
   }
 
   ASSIGN_OR_RETURN(auto trainer, training::SegmentationTrainer::Create(options, data));
+  if (!cli.init_from.empty()) {
+    // Fine-tuning (the transfer scheme). A checkpoint in the run folder still wins: a resumed
+    // run continues from its own weights.
+    ASSIGN_OR_RETURN(fs::path source_path, inference::ResolveModelPath(cli.init_from));
+    ASSIGN_OR_RETURN(inference::ModelFile source, inference::ReadModelFile(source_path));
+    common::tensors::TensorMap weights = trainer->Weights();
+    auto report = common::model::TransferWeights(source.weights, weights);
+    if (!report.ok()) {
+      return absl::InvalidArgumentError(fmt::format("--init-from {}: {}", source_path.string(),
+                                                    std::string(report.status().message())));
+    }
+    RETURN_IF_ERROR(trainer->LoadWeights(weights));
+    log->info("initialized from {}: {}", source_path.string(), report->ToString());
+  }
   if (training.loss().shape_prior_weight() > 0) {
     common::tensors::TensorMap prior;
     if (!cli.shape_prior.empty()) {
@@ -129,6 +145,10 @@ void AddTrainCommand(common::cli::Program& program) {
   sub->add_option("--shape-prior", options->shape_prior,
                   "Shape auto-encoder model file for the shape-prior loss (default: train one "
                   "first when loss.shape_prior_weight > 0)");
+  sub->add_option("--init-from", options->init_from,
+                  "Start from another model's weights (fine-tuning; the transfer scheme): tensors "
+                  "with the same name and shape are copied, a one-joint model's norms start the "
+                  "new joint's norms, the rest (e.g. a new joint's head) starts fresh");
   sub->add_option("--shape-prior-steps", options->shape_prior_steps,
                   "Steps of that auto-encoder training")
       ->capture_default_str()

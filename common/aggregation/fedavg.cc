@@ -81,6 +81,22 @@ __attribute__((target_clones("avx2", "default"))) int64_t CountNonFinite(
   return bad;
 }
 
+absl::Status ApplyServerStep(std::span<const float> start, std::span<float> averaged, double lr) {
+  if (start.size() != averaged.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("server step: the starting tensor has ",
+                                                   start.size(), " values, the average ",
+                                                   averaged.size()));
+  }
+  if (lr == 1.0) return absl::OkStatus();
+  const float step = static_cast<float>(lr);
+  const float* __restrict s = start.data();
+  float* __restrict a = averaged.data();
+  const int64_t n = static_cast<int64_t>(averaged.size());
+#pragma omp parallel for simd schedule(static) if (n >= kParallelThreshold)
+  for (int64_t k = 0; k < n; ++k) a[k] = s[k] + step * (a[k] - s[k]);
+  return absl::OkStatus();
+}
+
 // a[i] = (init ? 0 : a[i]) + w[0] x[0][i] + ... + w[K-1] x[K-1][i], added left to right. All K
 // updates are read side by side: more memory streams in flight than one update at a time.
 template <int K>

@@ -114,6 +114,11 @@ class ScopedFedAvg {
 void FoldInto(std::span<float> acc, bool init, std::span<const std::span<const float>> xs,
               std::span<const float> weights);
 
+// The server step of FedOpt with plain SGD, in place: averaged[i] = start[i] + lr * (averaged[i] -
+// start[i]). lr = 1 leaves `averaged` as it is (FedAvg). InvalidArgument (nothing changed) when
+// the sizes differ.
+absl::Status ApplyServerStep(std::span<const float> start, std::span<float> averaged, double lr);
+
 // Whether the float32 with these bits is NaN or infinite (exponent all ones). A test on the bit
 // pattern, without branches, so the loops that use it vectorize.
 inline bool IsNonFiniteBits(uint32_t bits) { return (bits & 0x7f800000u) == 0x7f800000u; }

@@ -32,6 +32,13 @@ struct ResolvedScope {
   bool operator==(const ResolvedScope&) const = default;
 };
 
+// Whether a tensor stays at the site: site-scoped, or not floating point. Integer tensors
+// (BatchNorm's num_batches_tracked) are local bookkeeping, never averaged, whatever the rules say;
+// the coordinator's models never hold them.
+inline bool StaysAtSite(Scope scope, bool is_floating_point) {
+  return scope == Scope::kSite || !is_floating_point;
+}
+
 absl::StatusOr<Scope> ParseScope(std::string_view text);
 std::string_view ScopeName(Scope scope);
 // "global", "domain:knee" or "site".

@@ -603,8 +603,9 @@ absl::StatusOr<std::string> FederatedJob::FinishUpload(std::unique_ptr<UploadSin
   // Everything is checked before anything is added, so a refused update leaves no trace.
   if (failure.ok()) failure = prototypes_.Check(site, joints, protos);
   if (failure.ok()) {
-    failure = aggregator_->Add(site, joints, views, double(sink->header_.num_samples()),
-                               agg::ValueCheck::kAlreadyChecked);
+    const bool uniform = PhaseConfigOf(sink->header_.round()).weighting() == "uniform";
+    const double weight = uniform ? 1.0 : double(sink->header_.num_samples());
+    failure = aggregator_->Add(site, joints, views, weight, agg::ValueCheck::kAlreadyChecked);
   }
   if (failure.ok()) failure = prototypes_.Add(site, joints, protos);
   orchestrator_.EndUpdate(site, sink->token_, failure.ok(), now_s);
@@ -672,9 +673,18 @@ absl::Status FederatedJob::FinalizeLocked(const FinalizeRequest& request, double
   const double t0 = wall();
   std::vector<std::vector<float>> averaged = aggregator_->Finalize();
   pending_updates_.clear();
+  const auto& infos = start_model_->tensors();
+  if (const double lr = PhaseConfigOf(request.round).server_learning_rate(); lr != 1.0) {
+    for (size_t i = 0; i < infos.size(); ++i) {
+      auto start = start_model_->DataAs<float>(infos[i].name);
+      if (!start.ok()) return start.status();
+      if (auto s = agg::ApplyServerStep(*start, averaged[i], lr); !s.ok()) {
+        return absl::InternalError(absl::StrCat(infos[i].name, ": ", s.message()));
+      }
+    }
+  }
   const double t1 = wall();
   std::vector<tensors::TensorRef> refs;
-  const auto& infos = start_model_->tensors();
   for (size_t i = 0; i < infos.size(); ++i) {
     refs.push_back({infos[i].name, tensors::DType::kF32, infos[i].shape,
                     std::as_bytes(std::span<const float>(averaged[i]))});

@@ -38,8 +38,8 @@ struct TrainResult {
 class LocalTrainer {
  public:
   virtual ~LocalTrainer() = default;
-  // The site-scoped tensors a freshly initialized model of `task`'s phase starts with (used the
-  // first time a site takes part in a phase; afterwards its own saved tensors are used).
+  // The site-scoped and integer tensors a freshly initialized model of `task`'s phase starts with
+  // (the first time a site takes part in a phase; afterwards its own saved tensors are used).
   virtual absl::StatusOr<common::tensors::TensorMap> InitialSiteTensors(
       const fedjoint::v1::Task& task) = 0;
   virtual absl::StatusOr<TrainResult> Train(TrainRequest request) = 0;

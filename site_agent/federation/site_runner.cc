@@ -105,8 +105,7 @@ absl::StatusOr<ScopedWeights> SplitByScope(const TensorMap& weights, const fedjo
   for (const auto& [name, tensor] : weights) {
     auto scope = agg::ResolveScope(name, rules, joints);
     if (!scope.ok()) return scope.status();
-    // Integer tensors (BatchNorm's num_batches_tracked) are local bookkeeping, never averaged.
-    if (scope->scope == agg::Scope::kSite || !at::isFloatingType(tensor.scalar_type())) {
+    if (agg::StaysAtSite(scope->scope, at::isFloatingType(tensor.scalar_type()))) {
       out.site[name] = tensor;
       continue;
     }

@@ -95,7 +95,9 @@ absl::StatusOr<TensorMap> FederatedTrainer::InitialSiteTensors(const fedjoint::v
   for (auto& [name, tensor] : all) {
     absl::StatusOr<agg::ResolvedScope> scope = agg::ResolveScope(name, rules, joints);
     if (!scope.ok()) return Annotate(scope.status(), where);
-    if (scope->scope == agg::Scope::kSite) site[name] = tensor;
+    if (agg::StaysAtSite(scope->scope, at::isFloatingType(tensor.scalar_type()))) {
+      site[name] = tensor;
+    }
   }
   return site;
 }

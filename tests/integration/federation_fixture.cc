@@ -102,6 +102,8 @@ void FederationTest::StartCoordinator(CoordinatorSetup setup) {
   options.orchestrator.round_deadline_s = setup.deadline_s;
   options.phases = {Phase(setup.rounds)};
   options.phases[0].set_max_update_norm(setup.max_update_norm);
+  options.phases[0].set_weighting(setup.weighting);
+  options.phases[0].set_server_learning_rate(setup.server_learning_rate);
   options.max_update_bytes = 1 << 20;
   auto signer =
       common::security::ModelSigner::Load(dir_ / "pki/signing.key", dir_ / "pki/signing.crt");

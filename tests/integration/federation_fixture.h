@@ -65,6 +65,8 @@ struct CoordinatorSetup {
   double deadline_s = 60;
   int port = 0;                // 0 picks a free port; a restart passes the previous one
   double max_update_norm = 0;  // the phase's bound (0: none)
+  std::string weighting = "samples";
+  double server_learning_rate = 1.0;
 };
 
 class FederationTest : public ::testing::Test {

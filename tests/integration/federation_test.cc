@@ -37,19 +37,29 @@ using integration::Values;
 using integration::WaitFor;
 using ::testing::HasSubstr;
 
-TEST_F(FederationTest, ThreeSitesTwoRoundsScopedWeightedAverage) {
+// Two knee sites (10 and 30 samples, deltas 1 and 2) and an ankle site (20 samples, delta 3),
+// each on its own thread until the job ends.
+class ThreeSitesTest : public FederationTest {
+ protected:
+  void RunThreeSites(FakeTrainer& a, FakeTrainer& b, FakeTrainer& c) {
+    absl::Status sa, sb, sc;
+    std::thread ta([&] { sa = RunSite("site-a", &a, {{"knee", 10}}); });
+    std::thread tb([&] { sb = RunSite("site-b", &b, {{"knee", 30}}); });
+    std::thread tc([&] { sc = RunSite("site-c", &c, {{"ankle", 20}}); });
+    ta.join();
+    tb.join();
+    tc.join();
+    ASSERT_TRUE(sa.ok()) << sa;
+    ASSERT_TRUE(sb.ok()) << sb;
+    ASSERT_TRUE(sc.ok()) << sc;
+  }
+};
+
+TEST_F(ThreeSitesTest, TwoRoundsScopedWeightedAverage) {
   StartCoordinator(/*rounds=*/2, /*min_sites=*/3);
   FakeTrainer a("knee", 1, 10), b("knee", 2, 30), c("ankle", 3, 20);
-  absl::Status sa, sb, sc;
-  std::thread ta([&] { sa = RunSite("site-a", &a, {{"knee", 10}}); });
-  std::thread tb([&] { sb = RunSite("site-b", &b, {{"knee", 30}}); });
-  std::thread tc([&] { sc = RunSite("site-c", &c, {{"ankle", 20}}); });
-  ta.join();
-  tb.join();
-  tc.join();
-  ASSERT_TRUE(sa.ok()) << sa;
-  ASSERT_TRUE(sb.ok()) << sb;
-  ASSERT_TRUE(sc.ok()) << sc;
+  RunThreeSites(a, b, c);
+  if (HasFatalFailure()) return;
   EXPECT_EQ(a.calls, 2);
   EXPECT_EQ(job_->finished_rounds(), 2);
 
@@ -103,6 +113,30 @@ TEST_F(FederationTest, ThreeSitesTwoRoundsScopedWeightedAverage) {
     }
   }
   EXPECT_EQ(lines, 2);
+}
+
+// The phase's aggregation options: every site weighs the same ("uniform"), and the server steps
+// twice as far as the average update (server_learning_rate 2).
+TEST_F(ThreeSitesTest, UniformWeightingAndServerStep) {
+  StartCoordinator(
+      {.rounds = 1, .min_sites = 3, .weighting = "uniform", .server_learning_rate = 2.0});
+  FakeTrainer a("knee", 1, 10), b("knee", 2, 30), c("ankle", 3, 20);
+  RunThreeSites(a, b, c);
+  if (HasFatalFailure()) return;
+  auto model =
+      common::tensors::SafetensorsFile::Open(dir_ / "state/rounds/0001/global.safetensors");
+  ASSERT_TRUE(model.ok()) << model.status();
+  // global += 2 * (1 + 2 + 3) / 3 (with samples weighting it would be 2 * 130 / 60);
+  // knee head += 2 * (1 + 2) / 2; ankle head += 2 * 3.
+  std::vector<float> conv = Values(*model, "encoder.conv.weight");
+  ASSERT_EQ(conv.size(), 6u);
+  for (int i = 0; i < 6; ++i) EXPECT_NEAR(conv[i], float(i) + 4.f, 1e-5) << i;
+  EXPECT_THAT(Values(*model, "heads.knee.weight"),
+              ::testing::ElementsAre(::testing::FloatNear(10 + 3.f, 1e-5),
+                                     ::testing::FloatNear(20 + 3.f, 1e-5)));
+  EXPECT_THAT(
+      Values(*model, "heads.ankle.weight"),
+      ::testing::ElementsAre(::testing::FloatNear(36, 1e-5), ::testing::FloatNear(46, 1e-5)));
 }
 
 // The coordinator signs its models' metadata (job, phase, round) with the weights; a site refuses

@@ -57,6 +57,21 @@ TEST(ScopedFedAvgTest, GlobalOverAllSitesDomainOverItsSites) {
   EXPECT_THAT(out[2], ElementsAre(7.f, 8.f));
 }
 
+TEST(ServerStepTest, ExtrapolatesTheAverageUpdateAndOneIsFedAvg) {
+  const std::vector<float> start = {1, 2, 3};
+  std::vector<float> averaged = {2, 2, 1};
+  ASSERT_TRUE(ApplyServerStep(start, averaged, 1.0).ok());
+  EXPECT_THAT(averaged, ::testing::ElementsAre(2, 2, 1));
+  ASSERT_TRUE(ApplyServerStep(start, averaged, 1.5).ok());
+  EXPECT_THAT(averaged, ::testing::ElementsAre(2.5f, 2, 0));
+  std::vector<float> big(200000, 3.f), origin(200000, 1.f);  // the multithreaded path
+  ASSERT_TRUE(ApplyServerStep(origin, big, 0.5).ok());
+  for (float v : big) ASSERT_EQ(v, 2.f);
+  std::vector<float> shorter = {1, 2};
+  EXPECT_EQ(ApplyServerStep(shorter, averaged, 2.0).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(averaged, ::testing::ElementsAre(2.5f, 2, 0));
+}
+
 TEST(ScopedFedAvgTest, TensorWithoutContributionsKeepsStartValue) {
   TinyModel model;
   ScopedFedAvg avg(model.Shared(), {});

@@ -363,6 +363,41 @@ TEST_F(TrainerTest, FederatedRoundKeepsNamesAndReturnsUnitPrototypes) {
               AllOf(HasSubstr("round 3"), HasSubstr("decoder.blocks.0.conv1.weight")));
 }
 
+// "FedAvg everything" (one rule, `*: global`): the integer bookkeeping tensors (BatchNorm's
+// num_batches_tracked) are never averaged, so they are the site's part even then; without them
+// the first round could not build the network from global + site tensors.
+TEST_F(TrainerTest, InitialSiteTensorsHoldIntegerTensorsWhenEverythingIsGlobal) {
+  FederatedTrainerOptions options;
+  options.manifest = *knee_manifest_;
+  options.threads = 1;
+  options.loader_threads = 1;
+  auto trainer = FederatedTrainer::Create(options);
+  ASSERT_TRUE(trainer.ok()) << trainer.status();
+  fedjoint::v1::Task task;
+  task.set_kind(fedjoint::v1::Task::TRAIN);
+  task.set_phase("segmentation");
+  task.set_round(1);
+  *task.mutable_model() = test_util::TinyModel({"knee"});
+  auto* rule = task.add_scopes();
+  rule->set_pattern("*");
+  rule->set_scope("global");
+
+  auto site = (*trainer)->InitialSiteTensors(task);
+  ASSERT_TRUE(site.ok()) << site.status();
+  ASSERT_FALSE(site->empty());
+  for (const auto& [name, tensor] : *site) {
+    EXPECT_THAT(name, HasSubstr("num_batches_tracked"));
+    EXPECT_FALSE(at::isFloatingType(tensor.scalar_type())) << name;
+  }
+  auto net = inference::BuildUNet(task.model(), 5);
+  ASSERT_TRUE(net.ok());
+  int64_t integer_tensors = 0;
+  for (const auto& [name, tensor] : inference::StateDict(**net)) {
+    if (!at::isFloatingType(tensor.scalar_type())) ++integer_tensors;
+  }
+  EXPECT_EQ(static_cast<int64_t>(site->size()), integer_tensors);
+}
+
 TEST_F(TrainerTest, ShapePriorTrainsAndRegularizesSegmentation) {
   v1::ModelConfig model = test_util::TinyModel();
   const TrainingData data = KneeData(model);
