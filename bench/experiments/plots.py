@@ -13,11 +13,6 @@ from procs import readable_mode  # noqa: E402
 from report import configs, joints_of, label, mean_sd_values, subject_scores  # noqa: E402
 
 
-def _mean_sd(values):
-    m, sd, _ = mean_sd_values(values)
-    return m, sd
-
-
 def _save(fig, path: Path):
     """Atomically, like every result file (savefig picks the format from the suffix)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
@@ -38,10 +33,10 @@ def dice_per_scheme(rows, labels, path: Path):
     width = 0.8 / max(len(cfgs), 1)
     colors = plt.cm.tab20.colors
     for i, (scheme, setting) in enumerate(cfgs):
-        stats = [_mean_sd(list(subject_scores(rows, scheme, setting, joint=j).values()))
+        stats = [mean_sd_values(list(subject_scores(rows, scheme, setting, joint=j).values()))
                  for j in joints]
         xs = [k + (i - (len(cfgs) - 1) / 2) * width for k in range(len(joints))]
-        ax.bar(xs, [m for m, _ in stats], width, yerr=[s for _, s in stats], capsize=2,
+        ax.bar(xs, [m for m, _, _ in stats], width, yerr=[s for _, s, _ in stats], capsize=2,
                color=colors[i % len(colors)],
                label=label(labels, scheme, setting))
     ax.set_xticks(range(len(joints)), joints)
@@ -58,9 +53,10 @@ def scarcity_curve(rows, path: Path):
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for scheme, setting, name in (("individual", "local", "knee site alone (individual)"),
                                   ("full", "fedbn", "with two partner sites (full model, FedBN)")):
-        stats = [_mean_sd(list(subject_scores([r for r in rows if r.fold == n], scheme, setting,
-                                              experiment="scarcity").values())) for n in sizes]
-        ax.errorbar(sizes, [m for m, _ in stats], yerr=[s for _, s in stats], marker="o",
+        stats = [mean_sd_values(list(subject_scores([r for r in rows if r.fold == n], scheme,
+                                                    setting, experiment="scarcity").values()))
+                 for n in sizes]
+        ax.errorbar(sizes, [m for m, _, _ in stats], yerr=[s for _, s, _ in stats], marker="o",
                     capsize=3, label=name)
     ax.set_xscale("log", base=2)
     ax.set_xticks(sizes, [str(n) for n in sizes])

@@ -3,38 +3,25 @@
 #include <map>
 #include <optional>
 #include <set>
-#include <string_view>
 
 #include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/model/scopes.h"
 
 namespace fedjoint::common::model {
 namespace {
 
-constexpr std::string_view kNorms = ".norms.";
-
-// "a.norms.<domain>.b" -> ("a.norms.", ".b"); nullopt without a norms segment.
-std::optional<std::pair<std::string, std::string>> SplitAroundDomain(const std::string& name) {
-  const std::size_t pos = name.find(kNorms);
-  if (pos == std::string::npos) return std::nullopt;
-  const std::size_t start = pos + kNorms.size();
-  const std::size_t end = name.find('.', start);
-  if (end == std::string::npos || end == start) return std::nullopt;
-  return std::make_pair(name.substr(0, start), name.substr(end));
-}
-
-// The source's normalization domains (the segment after ".norms.").
-std::set<std::string> NormDomains(const tensors::TensorMap& source) {
-  std::set<std::string> domains;
-  for (const auto& [name, tensor] : source) {
-    if (auto parts = SplitAroundDomain(name)) {
-      const std::size_t start = parts->first.size();
-      domains.insert(name.substr(start, name.size() - start - parts->second.size()));
-    }
-  }
-  return domains;
+// `name` with its ".norms.<domain>." segment naming `domain` instead; nullopt for tensors
+// without one (convolutions, heads).
+std::optional<std::string> WithNormDomain(const std::string& name, const std::string& domain) {
+  const std::optional<std::string> own = DomainOf(name);
+  if (!own) return std::nullopt;
+  const std::string segment = ".norms." + *own + ".";
+  const std::size_t pos = name.find(segment);
+  if (pos == std::string::npos) return std::nullopt;  // a head: heads.<joint>.*
+  return name.substr(0, pos) + ".norms." + domain + "." + name.substr(pos + segment.size());
 }
 
 std::string Shape(const at::Tensor& t) {
@@ -55,7 +42,11 @@ std::string TransferReport::ToString() const {
 
 absl::StatusOr<TransferReport> TransferWeights(const tensors::TensorMap& source,
                                                tensors::TensorMap& target) {
-  const std::set<std::string> source_domains = NormDomains(source);
+  // The joints (or "shared") the source's norms and heads are named after.
+  std::set<std::string> source_domains;
+  for (const auto& [name, tensor] : source) {
+    if (auto domain = DomainOf(name)) source_domains.insert(*domain);
+  }
   std::optional<std::string> only_domain;
   if (source_domains.size() == 1) only_domain = *source_domains.begin();
 
@@ -64,9 +55,7 @@ absl::StatusOr<TransferReport> TransferWeights(const tensors::TensorMap& source,
   for (const auto& [name, tensor] : target) {
     auto it = source.find(name);
     if (it == source.end() && only_domain) {
-      if (auto parts = SplitAroundDomain(name)) {
-        it = source.find(parts->first + *only_domain + parts->second);
-      }
+      if (auto renamed = WithNormDomain(name, *only_domain)) it = source.find(*renamed);
     }
     if (it == source.end()) {
       report.fresh.push_back(name);

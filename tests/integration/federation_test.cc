@@ -37,6 +37,12 @@ using integration::Values;
 using integration::WaitFor;
 using ::testing::HasSubstr;
 
+// A two-value tensor (the fake network's heads), each value within 1e-5.
+auto NearPair(float first, float second) {
+  return ::testing::ElementsAre(::testing::FloatNear(first, 1e-5),
+                                ::testing::FloatNear(second, 1e-5));
+}
+
 // Two knee sites (10 and 30 samples, deltas 1 and 2) and an ankle site (20 samples, delta 3),
 // each on its own thread until the job ends.
 class ThreeSitesTest : public FederationTest {
@@ -71,12 +77,8 @@ TEST_F(ThreeSitesTest, TwoRoundsScopedWeightedAverage) {
   std::vector<float> conv = Values(*model, "encoder.conv.weight");
   ASSERT_EQ(conv.size(), 6u);
   for (int i = 0; i < 6; ++i) EXPECT_NEAR(conv[i], float(i) + g, 1e-5) << i;
-  EXPECT_THAT(Values(*model, "heads.knee.weight"),
-              ::testing::ElementsAre(::testing::FloatNear(10 + 3.5f, 1e-5),
-                                     ::testing::FloatNear(20 + 3.5f, 1e-5)));
-  EXPECT_THAT(
-      Values(*model, "heads.ankle.weight"),
-      ::testing::ElementsAre(::testing::FloatNear(36, 1e-5), ::testing::FloatNear(46, 1e-5)));
+  EXPECT_THAT(Values(*model, "heads.knee.weight"), NearPair(10 + 3.5f, 20 + 3.5f));
+  EXPECT_THAT(Values(*model, "heads.ankle.weight"), NearPair(36, 46));
 
   // Site-scoped tensors never reach anything the coordinator stores.
   for (const auto& entry : fs::recursive_directory_iterator(dir_ / "state")) {
@@ -131,12 +133,8 @@ TEST_F(ThreeSitesTest, UniformWeightingAndServerStep) {
   std::vector<float> conv = Values(*model, "encoder.conv.weight");
   ASSERT_EQ(conv.size(), 6u);
   for (int i = 0; i < 6; ++i) EXPECT_NEAR(conv[i], float(i) + 4.f, 1e-5) << i;
-  EXPECT_THAT(Values(*model, "heads.knee.weight"),
-              ::testing::ElementsAre(::testing::FloatNear(10 + 3.f, 1e-5),
-                                     ::testing::FloatNear(20 + 3.f, 1e-5)));
-  EXPECT_THAT(
-      Values(*model, "heads.ankle.weight"),
-      ::testing::ElementsAre(::testing::FloatNear(36, 1e-5), ::testing::FloatNear(46, 1e-5)));
+  EXPECT_THAT(Values(*model, "heads.knee.weight"), NearPair(10 + 3.f, 20 + 3.f));
+  EXPECT_THAT(Values(*model, "heads.ankle.weight"), NearPair(36, 46));
 }
 
 // The coordinator signs its models' metadata (job, phase, round) with the weights; a site refuses

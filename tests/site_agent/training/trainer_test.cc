@@ -37,6 +37,16 @@ class TrainerTest : public ::testing::Test {
     delete knee_manifest_;
   }
 
+  // A federated trainer on the tiny knee site, one training and one loader thread.
+  static absl::StatusOr<std::unique_ptr<FederatedTrainer>> KneeFederatedTrainer(uint64_t seed) {
+    FederatedTrainerOptions options;
+    options.manifest = *knee_manifest_;
+    options.threads = 1;
+    options.loader_threads = 1;
+    options.seed = seed;
+    return FederatedTrainer::Create(options);
+  }
+
   static TrainingData KneeData(const v1::ModelConfig& model, double validation_fraction = 0.25) {
     auto manifest = common::data::LoadManifest(*knee_manifest_);
     EXPECT_TRUE(manifest.ok()) << manifest.status();
@@ -276,12 +286,7 @@ TEST_F(TrainerTest, StrictLoadingNamesTheMismatchedTensor) {
 }
 
 TEST_F(TrainerTest, FederatedRoundKeepsNamesAndReturnsUnitPrototypes) {
-  FederatedTrainerOptions options;
-  options.manifest = *knee_manifest_;
-  options.threads = 1;
-  options.loader_threads = 1;
-  options.seed = 7;
-  auto trainer = FederatedTrainer::Create(options);
+  auto trainer = KneeFederatedTrainer(/*seed=*/7);
   ASSERT_TRUE(trainer.ok()) << trainer.status();
 
   fedjoint::v1::Task task;
@@ -367,11 +372,7 @@ TEST_F(TrainerTest, FederatedRoundKeepsNamesAndReturnsUnitPrototypes) {
 // num_batches_tracked) are never averaged, so they are the site's part even then; without them
 // the first round could not build the network from global + site tensors.
 TEST_F(TrainerTest, InitialSiteTensorsHoldIntegerTensorsWhenEverythingIsGlobal) {
-  FederatedTrainerOptions options;
-  options.manifest = *knee_manifest_;
-  options.threads = 1;
-  options.loader_threads = 1;
-  auto trainer = FederatedTrainer::Create(options);
+  auto trainer = KneeFederatedTrainer(/*seed=*/1);
   ASSERT_TRUE(trainer.ok()) << trainer.status();
   fedjoint::v1::Task task;
   task.set_kind(fedjoint::v1::Task::TRAIN);
