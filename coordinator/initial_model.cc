@@ -3,7 +3,7 @@
 #include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
-#include "site_agent/inference/model_spec.h"
+#include "common/model/model_factory.h"
 
 namespace fedjoint::coordinator {
 namespace {
@@ -36,11 +36,11 @@ absl::StatusOr<std::vector<OwnedTensor>> Collect(const torch::nn::Module& module
 absl::StatusOr<std::vector<OwnedTensor>> BuildInitialModel(const fedjoint::v1::PhaseConfig& phase) {
   const auto& config = phase.model();
   if (config.architecture() == "shape_autoencoder") {
-    auto model = site_agent::inference::BuildShapeAutoEncoder(config, kInitSeed);
+    auto model = common::model::BuildShapeAutoEncoder(config, kInitSeed);
     if (!model.ok()) return model.status();
     return Collect(**model);
   }
-  auto model = site_agent::inference::BuildUNet(config, kInitSeed);
+  auto model = common::model::BuildUNet(config, kInitSeed);
   if (!model.ok()) return model.status();
   return Collect(**model);
 }

@@ -1,6 +1,7 @@
 // fedjoint-coordinator: the consortium operator's side of a federation.
 #include "common/cli/app.h"
-#include "coordinator/check_config_command.h"
+#include "common/config/check_config.h"
+#include "coordinator/phase_scope_check.h"
 #include "coordinator/pki_command.h"
 #include "coordinator/serve_command.h"
 
@@ -8,7 +9,8 @@ int main(int argc, char** argv) {
   fedjoint::common::cli::Program program(
       "fedjoint-coordinator",
       "fedjoint coordinator: runs federated rounds between hospital sites over mutual TLS");
-  fedjoint::coordinator::AddCheckConfigCommand(program);
+  fedjoint::common::config::AddCheckConfigCommand<fedjoint::v1::CoordinatorConfig>(
+      program, "coordinator", fedjoint::coordinator::ScopesAgainstModelsCheck());
   fedjoint::coordinator::AddPkiCommand(program);
   fedjoint::coordinator::AddServeCommand(program);
   fedjoint::coordinator::AddStatusCommand(program);

@@ -13,6 +13,7 @@
 #include "common/security/revocation_list.h"
 #include "common/security/tls_credentials.h"
 #include "coordinator/initial_model.h"
+#include "coordinator/phase_scope_check.h"
 #include "coordinator/service/coordinator_server.h"
 #include "coordinator/store/checkpoint_store.h"
 
@@ -25,7 +26,8 @@ std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop = true; }
 
 absl::Status Serve(const std::string& config_path) {
-  auto config = common::config::LoadConfig<v1::CoordinatorConfig>(config_path);
+  auto config =
+      common::config::LoadConfig<v1::CoordinatorConfig>(config_path, ScopesAgainstModelsCheck());
   if (!config.ok()) return config.status();
   auto log = common::log::Get("coordinator");
 

@@ -1,6 +1,6 @@
 // fedjoint-site: the hospital's side of a federation, and the tools around local data and models.
 #include "common/cli/app.h"
-#include "site_agent/check_config_command.h"
+#include "common/config/check_config.h"
 #include "site_agent/check_data_command.h"
 #include "site_agent/evaluate_command.h"
 #include "site_agent/phantoms_command.h"
@@ -13,7 +13,7 @@ int main(int argc, char** argv) {
   fedjoint::common::cli::Program program(
       "fedjoint-site",
       "fedjoint site agent: trains on local scans, shares only weights, segments new scans");
-  fedjoint::site_agent::AddCheckConfigCommand(program);
+  fedjoint::common::config::AddCheckConfigCommand<fedjoint::v1::SiteConfig>(program, "site");
   fedjoint::site_agent::AddCheckDataCommand(program);
   fedjoint::site_agent::AddRunCommands(program);
   fedjoint::site_agent::AddPkiCommand(program);

@@ -52,6 +52,20 @@ void AddPhantomsCommand(common::cli::Program& program) {
       ->capture_default_str();
   sub->add_option("--min-age", o.min_age_years, "Youngest age drawn, years")->capture_default_str();
   sub->add_option("--max-age", o.max_age_years, "Oldest age drawn, years")->capture_default_str();
+  // The scanner of a site: field strength shows as noise (a 1.5 T scanner is noisier than a 3 T
+  // one at the same protocol), coil and shimming as bias field, protocol as pixel size and slices.
+  sub->add_option("--noise-scale", o.noise_scale,
+                  "Multiplier of the Rician noise level (e.g. 1.6 for a 1.5 T scanner; 0: none)")
+      ->capture_default_str();
+  sub->add_option("--bias-scale", o.bias_scale,
+                  "Multiplier of the bias-field strength (coil inhomogeneity; 0: none)")
+      ->capture_default_str();
+  sub->add_option("--pixel-mm", o.in_plane_spacing_mm,
+                  "In-plane pixel size in mm (0: fitted to the child, 0.64-0.92 mm)")
+      ->capture_default_str();
+  sub->add_option("--slice-thickness", o.slice_thickness_mm, "Slice thickness in mm")
+      ->capture_default_str();
+  sub->add_option("--slice-gap", o.slice_gap_mm, "Gap between slices in mm")->capture_default_str();
   sub->add_flag("--share-anatomy", o.share_anatomy_across_domains,
                 "Same subjects (bones, pose) for every --domain with this seed: one subject in "
                 "several contrasts. Default: each domain draws its own subjects");

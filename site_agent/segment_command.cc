@@ -17,14 +17,15 @@
 #include "common/base/status.h"
 #include "common/base/status_macros.h"
 #include "common/config/config.h"
+#include "common/config/model_config_json.h"
 #include "common/data/manifest.h"
 #include "common/data/volume_io.h"
 #include "common/log/logging.h"
 #include "common/mesh/mesh_io.h"
 #include "common/mesh/surface_mesh.h"
+#include "common/model/model_factory.h"
 #include "common/security/model_signing.h"
 #include "site_agent/inference/largest_component.h"
-#include "site_agent/inference/model_spec.h"
 #include "site_agent/inference/segmenter.h"
 #include "site_agent/inference/site_norm.h"
 #include "site_agent/inference/verified_model.h"
@@ -191,7 +192,7 @@ absl::Status RunSegment(const SegmentOptions& cli) {
     return absl::FailedPreconditionError(fmt::format(
         "model {} does not say which network it is (no '{}' metadata): give --config with the "
         "site config whose `model` section describes it",
-        model.file.path.string(), inference::kModelConfigMetadataKey));
+        model.file.path.string(), common::config::kModelConfigMetadataKey));
   }
   std::vector<std::string> joints;
   for (const auto& j : config.joints()) joints.push_back(j.name());
@@ -274,7 +275,7 @@ absl::Status RunSegment(const SegmentOptions& cli) {
                                             static_cast<int64_t>(structures.size()) + 1);
   std::cout << fmt::format(
       "{} ({}x{}x{}, {} slices along {}) -> {} in {:.1f} s\n", cli.input, size[0], size[1], size[2],
-      result.slices, inference::SliceAxisName(result.slice_axis), output.string(),
+      result.slices, common::model::SliceAxisName(result.slice_axis), output.string(),
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   for (size_t s = 0; s < structures.size(); ++s) {
     const int64_t n = counts[static_cast<int64_t>(s + 1)].item<int64_t>();

@@ -10,8 +10,8 @@
 #include "common/config/config.h"
 #include "common/data/manifest.h"
 #include "common/log/logging.h"
+#include "common/model/model_factory.h"
 #include "common/model/transfer.h"
-#include "site_agent/inference/model_spec.h"
 #include "site_agent/inference/weights.h"
 #include "site_agent/training/progress.h"
 #include "site_agent/training/segmentation_trainer.h"
@@ -60,7 +60,7 @@ absl::Status RunTrain(const TrainCommandOptions& cli) {
     return absl::InvalidArgumentError(
         fmt::format("{}: `model` is required for local training", cli.config));
   }
-  RETURN_IF_ERROR(inference::ValidateModelConfig(config.model()));
+  RETURN_IF_ERROR(common::model::ValidateModelConfig(config.model()));
   const fs::path run_dir =
       cli.out.empty() ? fs::path(config.state_dir()) / "train" : fs::path(cli.out);
   ASSIGN_OR_RETURN(common::data::Manifest manifest, common::data::LoadManifest(config.manifest()));

@@ -34,13 +34,27 @@ CrossFieldCheck CrossFieldCheckFor() {
   }
 }
 
-// Errors: NotFound for a missing file; InvalidArgument listing every problem in it.
+// The cross-field check of T, then `extra` (e.g. a check that needs the phase's network, which this
+// library cannot build) when the first found nothing: `extra` may assume a config valid so far.
+template <typename T>
+CrossFieldCheck CrossFieldCheckWith(CrossFieldCheck extra) {
+  CrossFieldCheck base = CrossFieldCheckFor<T>();
+  if (!extra) return base;
+  return [base, extra](const google::protobuf::Message& message) {
+    std::vector<ConfigIssue> issues = base ? base(message) : std::vector<ConfigIssue>{};
+    if (issues.empty()) issues = extra(message);
+    return issues;
+  };
+}
+
+// Errors: NotFound for a missing file; InvalidArgument listing every problem in it (those of
+// `extra` too, at their lines).
 // Loading a program's config (coordinator or site) also applies its `logging:` section, so every
 // command that reads one logs as it says; --log-level / --log-format given explicitly win.
 template <typename T>
-absl::StatusOr<T> LoadConfig(const std::filesystem::path& file) {
+absl::StatusOr<T> LoadConfig(const std::filesystem::path& file, CrossFieldCheck extra = nullptr) {
   T config;
-  RETURN_IF_ERROR(LoadYamlInto(file, &config, CrossFieldCheckFor<T>()));
+  RETURN_IF_ERROR(LoadYamlInto(file, &config, CrossFieldCheckWith<T>(std::move(extra))));
   if constexpr (std::is_same_v<T, v1::CoordinatorConfig> || std::is_same_v<T, v1::SiteConfig>) {
     if (config.has_logging()) {
       RETURN_IF_ERROR(

@@ -8,6 +8,8 @@
 
 #include <fmt/format.h>
 
+#include "common/aggregation/scope_policy.h"
+
 namespace fedjoint::common::config {
 
 namespace {
@@ -115,9 +117,9 @@ void CheckScopes(const google::protobuf::RepeatedPtrField<v1::ScopeRule>& scopes
     const std::string& pattern = scopes[i].pattern();
     std::string pattern_path = fmt::format("{}[{}].pattern", path, i);
     if (pattern.empty()) continue;  // reported by not_empty
-    if (std::any_of(pattern.begin(), pattern.end(),
-                    [](char c) { return std::isspace(static_cast<unsigned char>(c)); })) {
-      issues->push_back({pattern_path, fmt::format("must not contain spaces, got '{}'", pattern)});
+    // The one grammar the coordinator and the sites match with (common/aggregation/scope_policy).
+    if (absl::Status grammar = aggregation::CheckPattern(pattern); !grammar.ok()) {
+      issues->push_back({pattern_path, std::string(grammar.message())});
     }
     if (catch_all >= 0) {
       issues->push_back(

@@ -2,7 +2,7 @@
 // each with its own affine parameters and running statistics, behind shared convolutions.
 //
 // Tensor names: "norms.<domain>.{weight,bias,running_mean,running_var,num_batches_tracked}", so
-// any module owning one under name N exposes "N.norms.<domain>.*" (see scopes.h).
+// any module owning one under name N exposes "N.norms.<domain>.*" (see tensor_naming.h).
 #pragma once
 
 #include <cstdint>

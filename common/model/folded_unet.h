@@ -8,9 +8,9 @@
 // which is exactly BatchNorm in eval mode. The domain of the norms is the joint's name (variant
 // kDomain) or "shared" (kShared); the head is the joint's ("heads.<joint>") or the shared "head".
 //
-// FoldBatchNorm reads the model by its tensor names (scopes.h) and copies what it needs: the model
-// is never modified, and later changes to it (training, AdaBN recalibration) do not reach a folded
-// network made before them. Fold again after such a change.
+// FoldBatchNorm reads the model by its tensor names (tensor_naming.h) and copies what it needs: the
+// model is never modified, and later changes to it (training, AdaBN recalibration) do not reach a
+// folded network made before them. Fold again after such a change.
 #pragma once
 
 #include <array>

@@ -8,7 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "common/model/scopes.h"
+#include "common/model/tensor_naming.h"
 
 namespace fedjoint::common::model {
 namespace {

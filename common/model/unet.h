@@ -7,7 +7,7 @@
 //   projections.<stage>  projection heads on encoder stages for contrastive losses
 // Every normalization is a DomainBatchNorm2d: one BatchNorm per joint in the domain variant
 // (".norms.<joint>."), a single one (".norms.shared.") in the shared variant. The full naming
-// scheme and the scope rules built on it are in scopes.h.
+// scheme and the scope rules built on it are in tensor_naming.h.
 #pragma once
 
 #include <cstdint>

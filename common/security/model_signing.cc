@@ -24,7 +24,6 @@ constexpr char kFormat[] = "fedjoint-signature";
 constexpr int kVersion = 1;
 constexpr char kAlgorithm[] = "ecdsa-p256-sha256";
 constexpr std::size_t kMaxSignatureFileBytes = 64u << 10;
-constexpr std::size_t kHashChunkBytes = 1u << 20;
 
 absl::Status CheckSigningPurpose(X509* cert) {
   std::string cn = CommonName(X509_get_subject_name(cert));
@@ -41,50 +40,6 @@ absl::Status CheckSigningPurpose(X509* cert) {
 }
 
 }  // namespace
-
-absl::StatusOr<Sha256Digest> Sha256File(const std::filesystem::path& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT)
-      return absl::NotFoundError(absl::StrCat(path.string(), ": file not found"));
-    return base::ErrnoToStatus(errno, "cannot open", path.string());
-  }
-  EvpMdCtxPtr ctx(EVP_MD_CTX_new());
-  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) {
-    ::close(fd);
-    return OpenSslError("cannot start SHA-256");
-  }
-  std::vector<unsigned char> buffer(kHashChunkBytes);
-  while (true) {
-    ssize_t n = ::read(fd, buffer.data(), buffer.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int saved = errno;
-      ::close(fd);
-      return base::ErrnoToStatus(saved, "read failed", path.string());
-    }
-    if (n == 0) break;
-    EVP_DigestUpdate(ctx.get(), buffer.data(), static_cast<std::size_t>(n));
-  }
-  ::close(fd);
-  Sha256Digest digest;
-  unsigned int len = 0;
-  if (EVP_DigestFinal_ex(ctx.get(), digest.data(), &len) != 1 || len != digest.size()) {
-    return OpenSslError("cannot finish SHA-256");
-  }
-  return digest;
-}
-
-Sha256Digest Sha256Bytes(std::string_view data) {
-  Sha256Digest digest;
-  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest.data());
-  return digest;
-}
-
-std::string DigestToHex(const Sha256Digest& digest) {
-  return absl::BytesToHexString(
-      absl::string_view(reinterpret_cast<const char*>(digest.data()), digest.size()));
-}
 
 std::filesystem::path SignaturePathFor(const std::filesystem::path& file) {
   std::filesystem::path sig = file;
@@ -139,7 +94,7 @@ absl::StatusOr<std::string> ModelSigner::SignDigest(const Sha256Digest& digest) 
       {"format", kFormat},
       {"version", kVersion},
       {"algorithm", kAlgorithm},
-      {"sha256", DigestToHex(digest)},
+      {"sha256", base::DigestToHex(digest)},
       {"signature", absl::Base64Escape(signature)},
       {"certificate", cert_pem_},
       {"signed_at", TimeToIso(std::time(nullptr))},
@@ -149,7 +104,7 @@ absl::StatusOr<std::string> ModelSigner::SignDigest(const Sha256Digest& digest) 
 
 absl::Status ModelSigner::SignFile(const std::filesystem::path& file,
                                    const std::filesystem::path& sig_path) const {
-  ASSIGN_OR_RETURN(Sha256Digest digest, Sha256File(file));
+  ASSIGN_OR_RETURN(Sha256Digest digest, base::Sha256File(file));
   ASSIGN_OR_RETURN(std::string contents, SignDigest(digest));
   return base::WriteFileAtomically(sig_path.empty() ? SignaturePathFor(file) : sig_path, contents,
                                    0644);
@@ -188,7 +143,7 @@ absl::Status SignatureVerifier::VerifyDigest(const Sha256Digest& digest,
   } catch (const nlohmann::json::exception& e) {
     return absl::DataLossError(absl::StrCat(name, ": malformed signature file: ", e.what()));
   }
-  std::string actual_hex = DigestToHex(digest);
+  std::string actual_hex = base::DigestToHex(digest);
   if (signed_hex != actual_hex) {
     return absl::DataLossError(absl::StrCat(name, ": the data's SHA-256 is ", actual_hex,
                                             " but the signature covers ", signed_hex,
@@ -219,7 +174,7 @@ absl::Status SignatureVerifier::VerifyFile(const std::filesystem::path& file,
                                            const std::filesystem::path& sig_path) const {
   std::filesystem::path sig = sig_path.empty() ? SignaturePathFor(file) : sig_path;
   ASSIGN_OR_RETURN(std::string contents, base::ReadSmallFile(sig, kMaxSignatureFileBytes));
-  ASSIGN_OR_RETURN(Sha256Digest digest, Sha256File(file));
+  ASSIGN_OR_RETURN(Sha256Digest digest, base::Sha256File(file));
   return VerifyDigest(digest, contents, sig.string());
 }
 

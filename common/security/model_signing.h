@@ -34,16 +34,12 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/base/sha256.h"
 #include "common/security/openssl_util.h"
 
 namespace fedjoint::common::security {
 
-using Sha256Digest = std::array<std::uint8_t, 32>;
-
-// Streams the file through SHA-256 (1 MiB at a time).
-absl::StatusOr<Sha256Digest> Sha256File(const std::filesystem::path& path);
-Sha256Digest Sha256Bytes(std::string_view data);
-std::string DigestToHex(const Sha256Digest& digest);
+using base::Sha256Digest;
 
 // FILE -> FILE.sig
 std::filesystem::path SignaturePathFor(const std::filesystem::path& file);

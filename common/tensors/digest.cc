@@ -1,7 +1,5 @@
 #include "common/tensors/digest.h"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <array>
 #include <cstdint>
@@ -20,17 +18,10 @@ constexpr std::string_view kDigestDomain{"fedjoint-tensors-v1\0", 20};
 
 }  // namespace
 
-DigestBuilder::DigestBuilder() {
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  ctx_ = ctx;
-  ok_ = ctx != nullptr && EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) == 1;
-}
+DigestBuilder::DigestBuilder() = default;
+DigestBuilder::~DigestBuilder() = default;
 
-DigestBuilder::~DigestBuilder() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_)); }
-
-void DigestBuilder::Update(const void* data, std::size_t size) {
-  if (ok_ && size > 0) ok_ = EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(ctx_), data, size) == 1;
-}
+void DigestBuilder::Update(const void* data, std::size_t size) { sha_.Update(data, size); }
 
 void DigestBuilder::UpdateU64(uint64_t value) {
   std::array<unsigned char, 8> bytes;
@@ -56,20 +47,9 @@ void DigestBuilder::BeginTensor(std::string_view name, DType dtype, std::span<co
 }
 
 absl::StatusOr<std::string> DigestBuilder::HexDigest() {
-  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
-  unsigned int length = 0;
-  if (!ok_ || EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(ctx_), digest.data(), &length) != 1 ||
-      length != 32) {
-    return absl::InternalError("OpenSSL SHA-256 failed");
-  }
-  ok_ = false;  // finished
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string hex(2 * length, '0');
-  for (unsigned int i = 0; i < length; ++i) {
-    hex[2 * i] = kHex[digest[i] >> 4];
-    hex[2 * i + 1] = kHex[digest[i] & 0xf];
-  }
-  return hex;
+  absl::StatusOr<base::Sha256Digest> digest = sha_.Finish();
+  if (!digest.ok()) return digest.status();
+  return base::DigestToHex(*digest);
 }
 
 absl::Status ValidateTensorRefs(std::span<const TensorRef> tensors) {

@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/base/sha256.h"
 #include "common/tensors/safetensors.h"
 
 namespace fedjoint::common::tensors {
@@ -39,8 +40,7 @@ class DigestBuilder {
 
  private:
   void UpdateU64(uint64_t value);
-  void* ctx_ = nullptr;  // EVP_MD_CTX*
-  bool ok_ = false;
+  base::Sha256Hasher sha_;
 };
 
 // True for 64 lowercase hex characters, the only spelling fedjoint writes and accepts.

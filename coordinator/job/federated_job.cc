@@ -1,14 +1,10 @@
 #include "coordinator/job/federated_job.h"
 
-#include <fcntl.h>
-#include <openssl/evp.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <chrono>
 #include <cmath>
-#include <random>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -27,32 +23,6 @@ namespace tensors = common::tensors;
 using fedjoint::v1::PhaseConfig;
 
 std::shared_ptr<spdlog::logger> Log() { return common::log::Get("coordinator"); }
-
-std::string HexOf(const unsigned char* data, unsigned size) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < size; ++i) {
-    out.push_back(kHex[data[i] >> 4]);
-    out.push_back(kHex[data[i] & 15]);
-  }
-  return out;
-}
-
-absl::StatusOr<std::vector<agg::ScopeRule>> RulesOf(const PhaseConfig& phase) {
-  std::vector<agg::ScopeRule> rules;
-  for (const auto& r : phase.scopes()) {
-    auto scope = agg::ParseScope(r.scope());
-    if (!scope.ok()) return scope.status();
-    rules.push_back({r.pattern(), *scope});
-  }
-  return rules;
-}
-
-std::vector<std::string> JointsOf(const PhaseConfig& phase) {
-  std::vector<std::string> joints;
-  for (const auto& j : phase.model().joints()) joints.push_back(j.name());
-  return joints;
-}
 
 // The metadata of every model file the coordinator publishes. The phase's network description
 // travels inside the file, so a site can evaluate or segment with a downloaded model without a
@@ -113,34 +83,7 @@ JobOptions JobOptionsFromConfig(const fedjoint::v1::CoordinatorConfig& config) {
 // ------------------------------------------------------------------------------------ UploadSink
 
 UploadSink::~UploadSink() {
-  if (fd_ >= 0) ::close(fd_);
-  if (!path_.empty()) ::unlink(path_.c_str());
-  if (sha_) EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(sha_));
   if (!finished_ && job_) job_->AbortUpload(this);
-}
-
-absl::Status UploadSink::Append(int64_t offset, std::string_view bytes) {
-  const std::string who = absl::StrCat("update from site '", site_, "'");
-  if (offset != received_) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(who, ": chunk at offset ", offset, ", expected offset ", received_));
-  }
-  if (received_ + int64_t(bytes.size()) > limit_) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        who, ": stream exceeds ", limit_, " bytes (declared total or the coordinator's limit)"));
-  }
-  const char* p = bytes.data();
-  size_t left = bytes.size();
-  while (left > 0) {
-    ssize_t n = ::write(fd_, p, left);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return common::base::ErrnoToStatus(errno, "cannot store update", path_.string());
-    p += n;
-    left -= size_t(n);
-  }
-  EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(sha_), bytes.data(), bytes.size());
-  received_ += int64_t(bytes.size());
-  return check_->Feed(bytes);
 }
 
 // ---------------------------------------------------------------------------------- FederatedJob
@@ -228,15 +171,15 @@ absl::StatusOr<PublishedModel> FederatedJob::Register(const fs::path& path,
   }
   auto sig = common::base::ReadSmallFile(common::security::SignaturePathFor(path), 64 << 10);
   if (!sig.ok()) return sig.status();
-  common::security::Sha256Digest sha;
+  common::base::Sha256Digest sha;
   if (written) {
     sha = written->file_sha256;
   } else {
-    auto hashed = common::security::Sha256File(path);
+    auto hashed = common::base::Sha256File(path);
     if (!hashed.ok()) return hashed.status();
     sha = *hashed;
   }
-  PublishedModel model{path, file->digest(), common::security::DigestToHex(sha), *sig,
+  PublishedModel model{path, file->digest(), common::base::DigestToHex(sha), *sig,
                        int64_t(fs::file_size(path))};
   models_[model.digest] = model;
   return model;
@@ -254,12 +197,13 @@ absl::StatusOr<PublishedModel> FederatedJob::PublishInitialModel(const PhaseConf
   }
   auto all = initial_model_(phase);
   if (!all.ok()) return all.status();
-  auto rules = RulesOf(phase);
-  if (!rules.ok()) return rules.status();
-  const std::vector<std::string> joints = JointsOf(phase);
+  auto policy = agg::ScopePolicy::FromProto(phase.scopes(), phase.model());
+  if (!policy.ok()) {
+    return common::base::Annotate(policy.status(), absl::StrCat("phase '", phase.name(), "'"));
+  }
   std::vector<tensors::TensorRef> refs;
   for (const OwnedTensor& t : *all) {
-    auto scope = agg::ResolveScope(t.name, *rules, joints);
+    auto scope = policy->Resolve(t.name);
     if (!scope.ok()) {
       return common::base::Annotate(scope.status(), absl::StrCat("phase '", phase.name(), "'"));
     }
@@ -418,7 +362,7 @@ absl::StatusOr<fedjoint::v1::Task> FederatedJob::TaskFor(const std::string& site
   return task;
 }
 
-absl::Status FederatedJob::PrepareRoundLocked() {
+absl::Status FederatedJob::PrepareRoundLocked(double now_s) {
   if (orchestrator_.state() != RoundState::kOpen ||
       prepared_token_ == orchestrator_.round_token()) {
     return absl::OkStatus();
@@ -436,21 +380,17 @@ absl::Status FederatedJob::PrepareRoundLocked() {
                                             start->digest));
   }
   const PhaseConfig& phase = PhaseConfigOf(round);
-  auto rules = RulesOf(phase);
-  if (!rules.ok()) return rules.status();
-  const std::vector<std::string> joints = JointsOf(phase);
+  auto policy = agg::ScopePolicy::FromProto(phase.scopes(), phase.model());
+  if (!policy.ok()) return policy.status();
   std::vector<agg::SharedTensor> shared;
   for (const tensors::TensorInfo& info : file->tensors()) {
-    auto scope = agg::ResolveScope(info.name, *rules, joints);
+    auto scope = policy->Resolve(info.name);
     if (!scope.ok()) return scope.status();
     auto values = file->DataAs<float>(info.name);
     if (!values.ok()) return values.status();
     shared.push_back({{info.name, info.shape, *values}, *scope});
   }
   start_model_.emplace(std::move(*file));
-  // A phase's own bound wins: phases train different networks whose honest update norms differ.
-  agg::UpdateLimits limits = options_.update_limits;
-  if (phase.max_update_norm() > 0) limits.max_update_norm = phase.max_update_norm();
   agg::FoldOptions fold;
   fold.batch = options_.aggregation_batch;
   // What the fold has added is dropped from the mapped update files' resident pages at once, so
@@ -461,15 +401,15 @@ absl::Status FederatedJob::PrepareRoundLocked() {
     const uintptr_t end = reinterpret_cast<uintptr_t>(values.data() + values.size()) & ~(page - 1);
     if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
   };
-  aggregator_.reset();
+  auto strategy = agg::StrategyOptionsFor(phase, options_.update_limits, std::move(fold));
+  if (!strategy.ok()) return strategy.status();
+  aggregation_.reset();
   pending_updates_.clear();
-  aggregator_ = std::make_unique<agg::ScopedFedAvg>(std::move(shared), limits, std::move(fold),
-                                                    std::move(recycled_sums_));
+  aggregation_ = std::make_unique<agg::RoundAggregation>(std::move(shared), std::move(*strategy),
+                                                         std::move(recycled_sums_));
   recycled_sums_.clear();
-  prototypes_.Reset();
   prepared_token_ = orchestrator_.round_token();
-  round_opened_s_ =
-      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  round_opened_s_ = now_s;
   round_record_ = {{"round", round},
                    {"phase", phase.name()},
                    {"attempt", orchestrator_.attempt()},
@@ -493,33 +433,22 @@ absl::StatusOr<std::unique_ptr<UploadSink>> FederatedJob::BeginUpload(
   }
   // Checked before the upload starts, so a site does not stream an update only to have it refused.
   if (auto metrics = MetricsJson(site, header.metrics()); !metrics.ok()) return metrics.status();
-  if (auto s = PrepareRoundLocked(); !s.ok()) return s;
+  if (auto s = PrepareRoundLocked(now_s); !s.ok()) return s;
   auto token = orchestrator_.BeginUpdate(site, header.round(), header.num_samples(), now_s);
   if (!token.ok()) return token.status();
   auto sink = std::unique_ptr<UploadSink>(new UploadSink());
   sink->site_ = site;
   sink->header_ = header;
   sink->token_ = *token;
-  sink->limit_ = header.total_bytes();
-  sink->job_ = this;
-  fs::path dir = store_.dir() / "uploads";
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  std::random_device random;
-  sink->path_ = dir / absl::StrCat(site, "-r", header.round(), "-", random(), ".part");
-  sink->fd_ = ::open(sink->path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (sink->fd_ < 0) {
-    auto status = common::base::ErrnoToStatus(errno, "cannot store update", sink->path_.string());
-    sink->path_.clear();
+  auto spool =
+      UploadSpool::Create(store_.dir() / "uploads", absl::StrCat(site, "-r", header.round()),
+                          absl::StrCat("update from site '", site, "'"), header.total_bytes());
+  if (!spool.ok()) {
     orchestrator_.EndUpdate(site, *token, false, now_s);
-    sink->finished_ = true;
-    return status;
+    return spool.status();
   }
-  auto* ctx = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
-  sink->sha_ = ctx;
-  sink->check_ = std::make_unique<UpdateStreamCheck>(absl::StrCat("update from site '", site, "'"),
-                                                     uint64_t(header.total_bytes()));
+  sink->spool_ = std::move(*spool);
+  sink->job_ = this;
   return sink;
 }
 
@@ -533,42 +462,12 @@ absl::StatusOr<std::string> FederatedJob::FinishUpload(std::unique_ptr<UploadSin
                                                        double now_s) {
   const std::string site = sink->site_;
   const std::string who = absl::StrCat("update from site '", site, "'");
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned md_len = 0;
-  EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(sink->sha_), md, &md_len);
   absl::Status failure;
-  if (sink->received_ != sink->header_.total_bytes()) {
-    failure = absl::DataLossError(absl::StrCat(who, ": received ", sink->received_,
-                                               " bytes, the header declared ",
-                                               sink->header_.total_bytes()));
-  } else if (HexOf(md, md_len) != sha256_hex) {
-    failure = absl::DataLossError(
-        absl::StrCat(who, ": transfer digest mismatch (stream ", HexOf(md, md_len), ", trailer ",
-                     sha256_hex.empty() ? std::string("missing") : sha256_hex, ")"));
-  }
-  // The layout, the values and (when the layout allowed) the content digest were checked while
-  // the bytes arrived; the file is only read again, by the aggregation, once accepted.
-  std::string streamed_digest;
-  if (failure.ok()) {
-    auto checked = sink->check_->Finish();
-    if (!checked.ok()) {
-      failure = checked.status();
-    } else {
-      streamed_digest = *checked;
-    }
-  }
   std::optional<tensors::SafetensorsFile> file;
-  if (failure.ok()) {
-    auto opened =
-        tensors::SafetensorsFile::Open(sink->path_, {.verify_digest = streamed_digest.empty()});
-    if (!opened.ok()) {
-      failure = common::base::Annotate(opened.status(), who);
-    } else if (!streamed_digest.empty() && opened->digest() != streamed_digest) {
-      failure = absl::DataLossError(absl::StrCat(who, ": spooled file ", sink->path_.string(),
-                                                 " changed while it was received"));
-    } else {
-      file.emplace(std::move(*opened));
-    }
+  if (auto finished = sink->spool_->Finish(sha256_hex); finished.ok()) {
+    file.emplace(std::move(*finished));
+  } else {
+    failure = finished.status();
   }
 
   std::lock_guard lock(mutex_);
@@ -600,14 +499,10 @@ absl::StatusOr<std::string> FederatedJob::FinishUpload(std::unique_ptr<UploadSin
   for (const auto& p : sink->header_.prototypes()) {
     protos.push_back({p.domain(), p.scale(), {p.values().begin(), p.values().end()}, p.count()});
   }
-  // Everything is checked before anything is added, so a refused update leaves no trace.
-  if (failure.ok()) failure = prototypes_.Check(site, joints, protos);
   if (failure.ok()) {
-    const bool uniform = PhaseConfigOf(sink->header_.round()).weighting() == "uniform";
-    const double weight = uniform ? 1.0 : double(sink->header_.num_samples());
-    failure = aggregator_->Add(site, joints, views, weight, agg::ValueCheck::kAlreadyChecked);
+    failure = aggregation_->Add(site, joints, views, sink->header_.num_samples(), protos,
+                                agg::ValueCheck::kAlreadyChecked);
   }
-  if (failure.ok()) failure = prototypes_.Add(site, joints, protos);
   orchestrator_.EndUpdate(site, sink->token_, failure.ok(), now_s);
   if (!failure.ok()) {
     Log()->warn("{}", std::string(failure.message()));
@@ -615,18 +510,18 @@ absl::StatusOr<std::string> FederatedJob::FinishUpload(std::unique_ptr<UploadSin
   }
   round_record_["updates"][site] = {{"num_samples", sink->header_.num_samples()},
                                     {"digest", file->digest()},
-                                    {"bytes", sink->received_},
+                                    {"bytes", sink->spool_->received()},
                                     {"received_unix_s", now_s}};
   // Recorded with the update, under the same lock: the round cannot be finalized in between.
   if (!sink->header_.metrics().empty()) {
     round_record_["metrics"][site] = *MetricsJson(site, sink->header_.metrics());
   }
   Log()->info("round {}: accepted update from '{}' ({} samples, {:.1f} MB)", sink->header_.round(),
-              site, sink->header_.num_samples(), double(sink->received_) / 1e6);
+              site, sink->header_.num_samples(), double(sink->spool_->received()) / 1e6);
   std::string digest = file->digest();
   // Queued updates are read from their files when the aggregator folds them in (the spool file is
   // unlinked when the sink goes, the mapping keeps it readable).
-  if (aggregator_->pending() == 0) {
+  if (aggregation_->pending() == 0) {
     pending_updates_.clear();
   } else {
     pending_updates_.push_back(std::move(*file));
@@ -666,24 +561,16 @@ absl::Status FederatedJob::ReportMetrics(const std::string& site,
 }
 
 absl::Status FederatedJob::FinalizeLocked(const FinalizeRequest& request, double now_s) {
-  auto wall = [] {
-    return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-        .count();
-  };
-  const double t0 = wall();
-  std::vector<std::vector<float>> averaged = aggregator_->Finalize();
+  // Durations for the log; the round's times are the caller's clock.
+  using Clock = std::chrono::steady_clock;
+  auto seconds = [](Clock::duration d) { return std::chrono::duration<double>(d).count(); };
+  const auto t0 = Clock::now();
+  auto result = aggregation_->Finalize();
   pending_updates_.clear();
+  if (!result.ok()) return result.status();
+  std::vector<std::vector<float>>& averaged = result->tensors;
   const auto& infos = start_model_->tensors();
-  if (const double lr = PhaseConfigOf(request.round).server_learning_rate(); lr != 1.0) {
-    for (size_t i = 0; i < infos.size(); ++i) {
-      auto start = start_model_->DataAs<float>(infos[i].name);
-      if (!start.ok()) return start.status();
-      if (auto s = agg::ApplyServerStep(*start, averaged[i], lr); !s.ok()) {
-        return absl::InternalError(absl::StrCat(infos[i].name, ": ", s.message()));
-      }
-    }
-  }
-  const double t1 = wall();
+  const auto t1 = Clock::now();
   std::vector<tensors::TensorRef> refs;
   for (size_t i = 0; i < infos.size(); ++i) {
     refs.push_back({infos[i].name, tensors::DType::kF32, infos[i].shape,
@@ -696,9 +583,9 @@ absl::Status FederatedJob::FinalizeLocked(const FinalizeRequest& request, double
   auto model = Register(store_.ModelPath(request.round), &*written);
   if (!model.ok()) return model.status();
   const std::string* digest = &written->digest;
-  const double t2 = wall();
+  const auto t2 = Clock::now();
 
-  std::vector<agg::Prototype> protos = prototypes_.Finalize();
+  const std::vector<agg::Prototype>& protos = result->prototypes;
   published_prototypes_.clear();
   nlohmann::json proto_json = nlohmann::json::array();
   for (const auto& p : protos) {
@@ -716,7 +603,7 @@ absl::Status FederatedJob::FinalizeLocked(const FinalizeRequest& request, double
   round_record_["global_digest"] = *digest;
   round_record_["opened_unix_s"] = round_opened_s_;
   // When the round's model was on disk and signed (the caller's time is when it began closing).
-  round_record_["finished_unix_s"] = std::max(now_s, t2);
+  round_record_["finished_unix_s"] = now_s + seconds(t2 - t0);
   round_record_["prototypes"] = proto_json;
   state_.finished_rounds = request.round;
   state_.global_digest = *digest;
@@ -725,14 +612,14 @@ absl::Status FederatedJob::FinalizeLocked(const FinalizeRequest& request, double
   if (auto s = store_.CommitRound(state_); !s.ok()) return s;
   round_model_[request.round] = *digest;
   orchestrator_.RoundPersisted(request.round);
-  aggregator_.reset();
+  aggregation_.reset();
   recycled_sums_ = std::move(averaged);
   start_model_.reset();
   Log()->info(
       "round {} ({}) finished with {} update(s); global model {} (aggregate {:.3f} s, write and "
       "sign {:.3f} s, commit {:.3f} s)",
-      request.round, request.phase, request.sites.size(), digest->substr(0, 12), t1 - t0, t2 - t1,
-      wall() - t2);
+      request.round, request.phase, request.sites.size(), digest->substr(0, 12), seconds(t1 - t0),
+      seconds(t2 - t1), seconds(Clock::now() - t2));
   return absl::OkStatus();
 }
 
@@ -743,7 +630,7 @@ absl::Status FederatedJob::Tick(double now_s) {
     if (auto s = FinalizeLocked(*finalize, now_s); !s.ok()) return s;
     orchestrator_.Poll(now_s);  // open the next round at once when sites are there
   }
-  return PrepareRoundLocked();
+  return PrepareRoundLocked(now_s);
 }
 
 RoundState FederatedJob::state() const {

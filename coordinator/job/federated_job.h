@@ -20,12 +20,11 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "common/aggregation/fedavg.h"
-#include "common/aggregation/prototypes.h"
-#include "common/aggregation/scopes.h"
+#include "common/aggregation/scope_policy.h"
+#include "common/aggregation/strategy.h"
 #include "common/security/model_signing.h"
 #include "common/tensors/safetensors_file.h"
-#include "coordinator/job/update_stream.h"
+#include "coordinator/job/upload_spool.h"
 #include "coordinator/round/orchestrator.h"
 #include "coordinator/store/checkpoint_store.h"
 #include "fedjoint/v1/config.pb.h"
@@ -78,32 +77,25 @@ class FederatedJob;
 // closed, was retried; the job finished or failed).
 using TaskEpoch = std::tuple<int, int64_t, int64_t>;  // state, round token, finished rounds
 
-// An update arriving in chunks; bytes go to a temporary file (never held in memory), hashed as
-// they arrive, bounded by the header's total_bytes and the job's max_update_bytes, and checked on
-// the way (UpdateStreamCheck: layout, float32, finite values, content digest).
+// An update of one site for one round, arriving in chunks into an UploadSpool (bounded by the
+// header's total_bytes and the job's max_update_bytes). Dropped unfinished, it gives the site's
+// upload slot of the round back.
 class UploadSink {
  public:
   ~UploadSink();
-  absl::Status Append(int64_t offset, std::string_view bytes);
+  absl::Status Append(int64_t offset, std::string_view bytes) {
+    return spool_->Append(offset, bytes);
+  }
   const std::string& site() const { return site_; }
 
  private:
   friend class FederatedJob;
-
-  // Changes whenever the task of a site that was told to WAIT may have changed (a round opened,
-  // closed, was retried; the job finished or failed).
-  using TaskEpoch = std::tuple<int, int64_t, int64_t>;  // state, round token, finished rounds
   UploadSink() = default;
 
   std::string site_;
   fedjoint::v1::UploadHeader header_;
   int64_t token_ = 0;
-  std::filesystem::path path_;
-  int fd_ = -1;
-  int64_t received_ = 0;
-  int64_t limit_ = 0;
-  void* sha_ = nullptr;  // EVP_MD_CTX*
-  std::unique_ptr<UpdateStreamCheck> check_;
+  std::unique_ptr<UploadSpool> spool_;
   bool finished_ = false;
   FederatedJob* job_ = nullptr;
 };
@@ -161,7 +153,8 @@ class FederatedJob {
   absl::StatusOr<PublishedModel> Register(const std::filesystem::path& path,
                                           const WrittenModel* written = nullptr);
   absl::StatusOr<PublishedModel> StartModelOf(int64_t round);
-  absl::Status PrepareRoundLocked();  // builds the aggregator for the round just opened
+  // Builds the aggregation of the round just opened (at `now_s`).
+  absl::Status PrepareRoundLocked(double now_s);
   absl::Status FinalizeLocked(const FinalizeRequest& request, double now_s);
   void AbortUpload(UploadSink* sink);
 
@@ -179,13 +172,11 @@ class FederatedJob {
   // The open round.
   int64_t prepared_token_ = -1;
   std::optional<common::tensors::SafetensorsFile> start_model_;
-  std::unique_ptr<common::aggregation::ScopedFedAvg> aggregator_;
+  std::unique_ptr<common::aggregation::RoundAggregation> aggregation_;
   // Accepted updates the aggregator has queued but not yet added (it reads them from these).
   std::vector<common::tensors::SafetensorsFile> pending_updates_;
   // The previous round's accumulators, reused (fresh memory costs page faults).
   std::vector<std::vector<float>> recycled_sums_;
-  std::vector<std::string> shared_names_;
-  common::aggregation::PrototypeAverager prototypes_;
   std::vector<fedjoint::v1::Prototype> published_prototypes_;
   nlohmann::json round_record_;
   double round_opened_s_ = 0;

@@ -1,7 +1,6 @@
 #include "coordinator/store/checkpoint_store.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -12,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/base/atomic_file.h"
+#include "common/base/sha256.h"
 #include "common/base/status.h"
 #include "common/tensors/safetensors_writer.h"
 
@@ -122,22 +122,21 @@ absl::StatusOr<WrittenModel> CheckpointStore::WriteModel(
   }
   auto encoding = common::tensors::EncodeSafetensors(tensors, metadata);
   if (!encoding.ok()) return encoding.status();
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> sha(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-  EVP_DigestInit_ex(sha.get(), EVP_sha256(), nullptr);
+  common::base::Sha256Hasher sha;
   {
     auto writer = common::base::AtomicFileWriter::Open(path);
     if (!writer.ok()) return writer.status();
-    EVP_DigestUpdate(sha.get(), encoding->header.data(), encoding->header.size());
+    sha.Update(encoding->header);
     if (auto s = writer->Write(encoding->header); !s.ok()) return s;
     for (const auto& segment : encoding->segments) {
-      EVP_DigestUpdate(sha.get(), segment.data(), segment.size());
+      sha.Update(segment.data(), segment.size());
       if (auto s = writer->Write(segment); !s.ok()) return s;
     }
     if (auto s = writer->Commit(); !s.ok()) return s;
   }
-  WrittenModel written{encoding->digest, {}};
-  unsigned n = 0;
-  EVP_DigestFinal_ex(sha.get(), written.file_sha256.data(), &n);
+  auto file_sha256 = sha.Finish();
+  if (!file_sha256.ok()) return file_sha256.status();
+  WrittenModel written{encoding->digest, *file_sha256};
   auto signature = signer.SignDigest(written.file_sha256);
   if (!signature.ok()) return signature.status();
   if (auto s =

@@ -50,7 +50,7 @@ struct JobState {
 // (what its signature covers), both computed from the bytes as they were written.
 struct WrittenModel {
   std::string digest;
-  common::security::Sha256Digest file_sha256;
+  common::base::Sha256Digest file_sha256;
 };
 
 class CheckpointStore {

@@ -1,7 +1,5 @@
 #include "site_agent/federation/coordinator_client.h"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cctype>
@@ -11,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/base/atomic_file.h"
+#include "common/base/sha256.h"
 #include "common/log/logging.h"
 #include "site_agent/federation/hashing_file_sink.h"
 
@@ -18,33 +17,6 @@ namespace fedjoint::site_agent {
 namespace {
 
 std::shared_ptr<spdlog::logger> Log() { return common::log::Get("site"); }
-
-std::string Hex(const unsigned char* d, unsigned n) {
-  static constexpr char k[] = "0123456789abcdef";
-  std::string s;
-  for (unsigned i = 0; i < n; ++i) {
-    s.push_back(k[d[i] >> 4]);
-    s.push_back(k[d[i] & 15]);
-  }
-  return s;
-}
-
-struct Sha256 {
-  Sha256() : ctx(EVP_MD_CTX_new()) { EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr); }
-  ~Sha256() { EVP_MD_CTX_free(ctx); }
-  void Update(const void* p, size_t n) { EVP_DigestUpdate(ctx, p, n); }
-  common::security::Sha256Digest Final() {
-    common::security::Sha256Digest digest{};
-    unsigned n = 0;
-    EVP_DigestFinal_ex(ctx, digest.data(), &n);
-    return digest;
-  }
-  std::string Hex() {
-    auto digest = Final();
-    return ::fedjoint::site_agent::Hex(digest.data(), unsigned(digest.size()));
-  }
-  EVP_MD_CTX* ctx;
-};
 
 // Cancels a call when it makes no progress for `stall` (the stream's deadline follows progress).
 class StallWatchdog {
@@ -227,7 +199,7 @@ absl::StatusOr<fedjoint::v1::Task> CoordinatorClient::GetTask(const std::string&
   return task;
 }
 
-absl::StatusOr<common::security::Sha256Digest> CoordinatorClient::DownloadModel(
+absl::StatusOr<common::base::Sha256Digest> CoordinatorClient::DownloadModel(
     const std::string& session_id, int64_t round, const std::string& digest, int64_t expected_bytes,
     const std::filesystem::path& out) {
   const std::string what = absl::StrCat("download of model ", digest.substr(0, 12));
@@ -288,7 +260,7 @@ absl::StatusOr<common::security::Sha256Digest> CoordinatorClient::DownloadModel(
   }
   auto got = (*sink)->Drain();
   if (!got.ok()) return got.status();
-  if (std::string hex = common::security::DigestToHex(*got); hex != expected_sha) {
+  if (std::string hex = common::base::DigestToHex(*got); hex != expected_sha) {
     return absl::DataLossError(absl::StrCat(what, ": transfer digest mismatch (got ", hex,
                                             ", expected ", expected_sha, ")"));
   }
@@ -312,10 +284,12 @@ absl::StatusOr<fedjoint::v1::UploadResponse> CoordinatorClient::UploadUpdate(
   // bytes do not change while this call runs); for a small update a thread is not worth it.
   std::string sha_hex;
   auto hash = [&] {
-    Sha256 sha;
+    common::base::Sha256Hasher sha;
     sha.Update(encoding.header.data(), encoding.header.size());
     for (const auto& segment : encoding.segments) sha.Update(segment.data(), segment.size());
-    sha_hex = sha.Hex();
+    // Only an OpenSSL failure (out of memory) leaves it empty; the coordinator then refuses the
+    // update for its missing trailer digest.
+    if (auto digest = sha.Finish(); digest.ok()) sha_hex = common::base::DigestToHex(*digest);
   };
   std::thread hasher;
   if (encoding.total_size >= uint64_t(4 * options_.chunk_bytes)) {

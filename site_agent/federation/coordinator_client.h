@@ -51,11 +51,10 @@ class CoordinatorClient {
   // its user verifies), checking offsets, size and the transfer SHA-256, which it returns — the
   // SHA-256 of the file's bytes, so the caller checks the signature without hashing them again.
   // The caller verifies the signature and the content digest.
-  absl::StatusOr<common::security::Sha256Digest> DownloadModel(const std::string& session_id,
-                                                               int64_t round,
-                                                               const std::string& digest,
-                                                               int64_t expected_bytes,
-                                                               const std::filesystem::path& out);
+  absl::StatusOr<common::base::Sha256Digest> DownloadModel(const std::string& session_id,
+                                                           int64_t round, const std::string& digest,
+                                                           int64_t expected_bytes,
+                                                           const std::filesystem::path& out);
   // Streams an encoded update (header, chunks, trailer with the SHA-256 of all bytes).
   absl::StatusOr<fedjoint::v1::UploadResponse> UploadUpdate(
       fedjoint::v1::UploadHeader header, const common::tensors::SafetensorsEncoding& encoding);

@@ -1,7 +1,5 @@
 #include "site_agent/federation/hashing_file_sink.h"
 
-#include <openssl/evp.h>
-
 namespace fedjoint::site_agent {
 
 absl::StatusOr<std::unique_ptr<HashingFileSink>> HashingFileSink::Open(
@@ -14,9 +12,6 @@ absl::StatusOr<std::unique_ptr<HashingFileSink>> HashingFileSink::Open(
 
 HashingFileSink::HashingFileSink(common::base::AtomicFileWriter writer, size_t max_queued)
     : writer_(std::move(writer)), max_queued_(max_queued) {
-  auto* ctx = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
-  sha_ = ctx;
   worker_ = std::thread([this] { Run(); });
 }
 
@@ -28,7 +23,6 @@ HashingFileSink::~HashingFileSink() {
   }
   changed_.notify_all();
   worker_.join();
-  EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(sha_));
 }
 
 void HashingFileSink::Run() {
@@ -44,7 +38,7 @@ void HashingFileSink::Run() {
     lock.unlock();
     absl::Status status;
     if (!failed) {
-      EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(sha_), bytes.data(), bytes.size());
+      sha_.Update(bytes);
       status = writer_.Write(bytes);
     }
     lock.lock();
@@ -75,14 +69,11 @@ std::string HashingFileSink::Spare() {
   return out;
 }
 
-absl::StatusOr<common::security::Sha256Digest> HashingFileSink::Drain() {
+absl::StatusOr<common::base::Sha256Digest> HashingFileSink::Drain() {
   std::unique_lock lock(mutex_);
   changed_.wait(lock, [&] { return (queue_.empty() && !busy_) || !error_.ok(); });
   if (!error_.ok()) return error_;
-  common::security::Sha256Digest digest{};
-  unsigned n = 0;
-  EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(sha_), digest.data(), &n);
-  return digest;
+  return sha_.Finish();
 }
 
 absl::Status HashingFileSink::Commit(common::base::AtomicFileWriter::Sync sync) {

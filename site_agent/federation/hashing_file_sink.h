@@ -16,6 +16,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/base/atomic_file.h"
+#include "common/base/sha256.h"
 #include "common/security/model_signing.h"
 
 namespace fedjoint::site_agent {
@@ -36,7 +37,7 @@ class HashingFileSink {
   std::string Spare();
   // Waits until everything pushed is hashed and written; returns the SHA-256 of all of it, or the
   // first error. Call once.
-  absl::StatusOr<common::security::Sha256Digest> Drain();
+  absl::StatusOr<common::base::Sha256Digest> Drain();
   // Puts the file in place (see AtomicFileWriter::Commit). After Drain().
   absl::Status Commit(common::base::AtomicFileWriter::Sync sync);
 
@@ -46,7 +47,7 @@ class HashingFileSink {
 
   common::base::AtomicFileWriter writer_;
   const size_t max_queued_;
-  void* sha_ = nullptr;  // EVP_MD_CTX*, used by the worker only
+  common::base::Sha256Hasher sha_;  // used by the worker only
   std::mutex mutex_;
   std::condition_variable changed_;
   std::deque<std::string> queue_;

@@ -12,7 +12,6 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
-#include "common/aggregation/scopes.h"
 #include "common/base/atomic_file.h"
 #include "common/base/status.h"
 #include "common/config/model_config_json.h"
@@ -90,38 +89,6 @@ class HeartbeatThread {
 };
 
 }  // namespace
-
-absl::StatusOr<ScopedWeights> SplitByScope(const TensorMap& weights, const fedjoint::v1::Task& task,
-                                           const std::vector<std::string>& site_joints) {
-  std::vector<agg::ScopeRule> rules;
-  for (const auto& r : task.scopes()) {
-    auto scope = agg::ParseScope(r.scope());
-    if (!scope.ok()) return scope.status();
-    rules.push_back({r.pattern(), *scope});
-  }
-  std::vector<std::string> joints;
-  for (const auto& j : task.model().joints()) joints.push_back(j.name());
-  ScopedWeights out;
-  for (const auto& [name, tensor] : weights) {
-    auto scope = agg::ResolveScope(name, rules, joints);
-    if (!scope.ok()) return scope.status();
-    if (agg::StaysAtSite(scope->scope, at::isFloatingType(tensor.scalar_type()))) {
-      out.site[name] = tensor;
-      continue;
-    }
-    if (scope->scope == agg::Scope::kDomain &&
-        std::find(site_joints.begin(), site_joints.end(), scope->joint) == site_joints.end()) {
-      continue;  // another joint's head: this site neither trained nor may send it
-    }
-    if (tensor.scalar_type() != at::kFloat) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("shared tensor '", name, "' is ",
-                       std::string(c10::toString(tensor.scalar_type())), ", expected float32"));
-    }
-    out.shared[name] = tensor;
-  }
-  return out;
-}
 
 ExpectedModel ExpectedStartModel(const fedjoint::v1::Task& task) {
   return {task.job_id(), task.phase(), task.round() - 1, /*or_initial=*/true};
@@ -298,7 +265,9 @@ absl::Status SiteRunner::RunTask(const std::string& session, const fedjoint::v1:
     return absl::OkStatus();
   }
 
-  auto split = SplitByScope(result->weights, task, Joints());
+  auto egress = EgressFilter::ForTask(task, Joints());
+  if (!egress.ok()) return egress.status();
+  auto split = egress->Split(result->weights);
   if (!split.ok()) return split.status();
   // Site-scoped tensors stay here, written before anything is sent.
   if (auto s = site_tensors_.Save(task.phase(), task.round(), split->site); !s.ok()) return s;

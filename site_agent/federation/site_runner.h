@@ -22,6 +22,7 @@
 #include "common/security/model_signing.h"
 #include "common/tensors/safetensors.h"
 #include "site_agent/federation/coordinator_client.h"
+#include "site_agent/federation/egress_filter.h"
 #include "site_agent/federation/local_trainer.h"
 #include "site_agent/federation/site_tensor_store.h"
 
@@ -33,18 +34,6 @@ struct SiteRunnerOptions {
   std::map<std::string, int64_t> samples_by_joint;  // what the site declares when it joins
   std::string agent_version = "fedjoint-site";
 };
-
-// Splits trained weights by the task's scopes: what may be sent (global, and domain tensors of
-// the site's own joints) and what stays (site-scoped, and integer bookkeeping tensors such as
-// BatchNorm's num_batches_tracked). Domain tensors of other joints are neither (the site did not
-// train them). Errors: a tensor that matches no rule, or a shared float tensor that is not float32.
-struct ScopedWeights {
-  common::tensors::TensorMap shared;
-  common::tensors::TensorMap site;
-};
-absl::StatusOr<ScopedWeights> SplitByScope(const common::tensors::TensorMap& weights,
-                                           const fedjoint::v1::Task& task,
-                                           const std::vector<std::string>& site_joints);
 
 // What the signed metadata of a pulled model must say. The coordinator writes fedjoint.job,
 // fedjoint.phase and fedjoint.round into every model it publishes and the signature covers them,

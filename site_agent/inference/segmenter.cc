@@ -5,11 +5,13 @@
 #include <torch/torch.h>
 
 #include "common/base/status_macros.h"
+#include "common/config/model_config_json.h"
 #include "common/data/preprocess.h"
+#include "common/data/slice_options.h"
 #include "common/model/cpu_tensor_cache.h"
 #include "common/model/domain_batch_norm.h"
 #include "common/model/folded_unet.h"
-#include "site_agent/inference/model_spec.h"
+#include "common/model/model_factory.h"
 #include "site_agent/inference/weights.h"
 
 namespace fedjoint::site_agent::inference {
@@ -37,7 +39,7 @@ absl::StatusOr<std::unique_ptr<Segmenter>> Segmenter::Load(
     return absl::FailedPreconditionError(fmt::format(
         "model {} does not say which network it is (no '{}' metadata): give the model config "
         "(e.g. --config with the site config whose `model` section trained it)",
-        file.path.string(), kModelConfigMetadataKey));
+        file.path.string(), common::config::kModelConfigMetadataKey));
   }
   absl::StatusOr<std::unique_ptr<Segmenter>> segmenter =
       FromWeights(file.config, file.weights, options);
@@ -52,8 +54,8 @@ absl::StatusOr<std::unique_ptr<Segmenter>> Segmenter::Load(
 absl::StatusOr<std::unique_ptr<Segmenter>> Segmenter::FromWeights(
     const v1::ModelConfig& config, const common::tensors::TensorMap& weights,
     SegmenterOptions options) {
-  RETURN_IF_ERROR(ValidateModelConfig(config));
-  ASSIGN_OR_RETURN(model::UNet net, BuildUNet(config));
+  RETURN_IF_ERROR(model::ValidateModelConfig(config));
+  ASSIGN_OR_RETURN(model::UNet net, model::BuildUNet(config));
   RETURN_IF_ERROR(LoadStateDict(*net, weights, "the model's weights"));
   return FromModel(config, std::move(net), options);
 }
@@ -61,7 +63,7 @@ absl::StatusOr<std::unique_ptr<Segmenter>> Segmenter::FromWeights(
 absl::StatusOr<std::unique_ptr<Segmenter>> Segmenter::FromModel(const v1::ModelConfig& config,
                                                                 model::UNet model,
                                                                 SegmenterOptions options) {
-  RETURN_IF_ERROR(ValidateModelConfig(config));
+  RETURN_IF_ERROR(model::ValidateModelConfig(config));
   if (options.batch_size < 1) {
     return absl::InvalidArgumentError(
         fmt::format("segmenter: batch_size {} must be >= 1", options.batch_size));
@@ -105,9 +107,10 @@ absl::StatusOr<PreparedSlices> PrepareSlices(const data::Volume& image,
 
   PreparedSlices out;
   ASSIGN_OR_RETURN(out.canonical, data::ToCanonicalOrientation(scan));
-  ASSIGN_OR_RETURN(out.axis, SliceAxisFromConfig(config));
-  if (out.axis == kAutoSliceAxis) out.axis = AutoSliceAxis(out.canonical.volume.geometry);
-  const data::SliceDatasetOptions prep = SliceOptionsFromConfig(config, out.axis);
+  ASSIGN_OR_RETURN(out.axis, model::SliceAxisFromConfig(config));
+  if (out.axis == model::kAutoSliceAxis)
+    out.axis = data::AutoSliceAxis(out.canonical.volume.geometry);
+  const data::SliceDatasetOptions prep = data::SliceOptionsFromConfig(config, out.axis);
 
   out.work = out.canonical.volume;
   out.resample = prep.in_plane_spacing > 0;
@@ -210,7 +213,7 @@ absl::StatusOr<Segmentation> Segmenter::Segment(const data::Volume& image, std::
         "joint '{}' is not one of the model's joints [{}]", joint, fmt::join(Joints(), ", ")));
   }
   if (options_.threads > 0) at::set_num_threads(options_.threads);
-  const std::vector<model::JointSpec> joints = JointsFromConfig(config_);
+  const std::vector<model::JointSpec> joints = model::JointsFromConfig(config_);
   const int64_t classes = joints[static_cast<size_t>(*joint_index)].NumClasses();
   at::Tensor channels;
   if (config_.variant() == "shared") {

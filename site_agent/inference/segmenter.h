@@ -9,7 +9,7 @@
 //
 // The probabilities (not the labels) are resampled back, so boundaries are as smooth as the
 // network's output rather than blocky at the training pixel size. The normalization and resampling
-// are those of training (model_spec.h: SliceOptionsFromConfig), so a model sees the same kind of
+// are those of training (common/data/slice_options.h), so a model sees the same kind of
 // slices it learned from. Padding instead of cropping means nothing outside the training field of
 // view is lost: the network is fully convolutional.
 #pragma once

@@ -3,7 +3,7 @@
 #include <torch/torch.h>
 
 #include "common/base/status_macros.h"
-#include "site_agent/inference/model_spec.h"
+#include "common/model/model_factory.h"
 #include "site_agent/inference/weights.h"
 
 namespace fedjoint::site_agent::inference {
@@ -11,7 +11,7 @@ namespace fedjoint::site_agent::inference {
 absl::StatusOr<std::vector<std::string>> MissingNormTensors(
     const v1::ModelConfig& config, const common::tensors::TensorMap& weights,
     const std::string& joint) {
-  ASSIGN_OR_RETURN(common::model::UNet net, BuildUNet(config));
+  ASSIGN_OR_RETURN(common::model::UNet net, common::model::BuildUNet(config));
   const std::string domain = config.variant() == "shared" ? "shared" : joint;
   const std::string segment = ".norms." + domain + ".";
   std::vector<std::string> missing;
@@ -23,7 +23,7 @@ absl::StatusOr<std::vector<std::string>> MissingNormTensors(
 
 absl::StatusOr<common::tensors::TensorMap> CompleteWithInitialNorm(
     const v1::ModelConfig& config, const common::tensors::TensorMap& weights) {
-  ASSIGN_OR_RETURN(common::model::UNet net, BuildUNet(config));
+  ASSIGN_OR_RETURN(common::model::UNet net, common::model::BuildUNet(config));
   common::tensors::TensorMap completed = weights;
   for (auto& [name, tensor] : StateDict(*net)) {
     if (name.find(".norms.") != std::string::npos) completed.try_emplace(name, tensor);

@@ -5,7 +5,7 @@
 #include <torch/torch.h>
 
 #include "common/base/status_macros.h"
-#include "site_agent/inference/model_spec.h"
+#include "common/config/model_config_json.h"
 
 namespace fedjoint::site_agent::inference {
 namespace {
@@ -91,7 +91,8 @@ absl::Status LoadStateDict(torch::nn::Module& module, const TensorMap& weights,
 absl::Status WriteModelFile(const fs::path& path, const TensorMap& weights,
                             const v1::ModelConfig& config, const common::tensors::Metadata& extra) {
   common::tensors::Metadata metadata = extra;
-  metadata[std::string(kModelConfigMetadataKey)] = ModelConfigToJson(config);
+  metadata[std::string(common::config::kModelConfigMetadataKey)] =
+      common::config::ModelConfigToJson(config);
   std::error_code ec;
   if (path.has_parent_path()) fs::create_directories(path.parent_path(), ec);
   return common::tensors::WriteSafetensors(path, weights, metadata);
@@ -117,9 +118,9 @@ absl::StatusOr<ModelFile> ReadModelFile(const fs::path& path) {
   ModelFile file;
   ASSIGN_OR_RETURN(file.path, ResolveModelPath(path));
   ASSIGN_OR_RETURN(file.weights, common::tensors::LoadSafetensors(file.path, {}, &file.metadata));
-  auto it = file.metadata.find(kModelConfigMetadataKey);
+  auto it = file.metadata.find(common::config::kModelConfigMetadataKey);
   if (it != file.metadata.end()) {
-    absl::StatusOr<v1::ModelConfig> config = ModelConfigFromJson(it->second);
+    absl::StatusOr<v1::ModelConfig> config = common::config::ModelConfigFromJson(it->second);
     if (!config.ok()) {
       return absl::DataLossError(
           fmt::format("model {}: {}", file.path.string(), std::string(config.status().message())));

@@ -3,12 +3,12 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "common/aggregation/scopes.h"
 #include "common/base/status_macros.h"
 #include "common/config/yaml_loader.h"
 #include "common/data/rng.h"
 #include "common/log/logging.h"
-#include "site_agent/inference/model_spec.h"
+#include "common/model/model_factory.h"
+#include "site_agent/federation/egress_filter.h"
 #include "site_agent/inference/weights.h"
 #include "site_agent/training/progress.h"
 #include "site_agent/training/segmentation_trainer.h"
@@ -17,7 +17,6 @@
 namespace fedjoint::site_agent::training {
 namespace {
 
-namespace agg = common::aggregation;
 using common::tensors::TensorMap;
 
 absl::Status Annotate(const absl::Status& status, const std::string& where) {
@@ -74,31 +73,21 @@ absl::StatusOr<std::map<std::string, int64_t>> FederatedTrainer::SamplesByJoint(
 
 absl::StatusOr<TensorMap> FederatedTrainer::InitialSiteTensors(const fedjoint::v1::Task& task) {
   const std::string where = fmt::format("phase '{}'", task.phase());
-  RETURN_IF_ERROR(Annotate(inference::ValidateModelConfig(task.model()), where));
+  RETURN_IF_ERROR(Annotate(common::model::ValidateModelConfig(task.model()), where));
   TensorMap all;
   if (task.model().architecture() == "shape_autoencoder") {
-    ASSIGN_OR_RETURN(auto net, inference::BuildShapeAutoEncoder(task.model()));
+    ASSIGN_OR_RETURN(auto net, common::model::BuildShapeAutoEncoder(task.model()));
     all = inference::StateDict(*net);
   } else {
-    ASSIGN_OR_RETURN(auto net, inference::BuildUNet(task.model()));
+    ASSIGN_OR_RETURN(auto net, common::model::BuildUNet(task.model()));
     all = inference::StateDict(*net);
   }
-  std::vector<agg::ScopeRule> rules;
-  for (const auto& rule : task.scopes()) {
-    absl::StatusOr<agg::Scope> scope = agg::ParseScope(rule.scope());
-    if (!scope.ok()) return Annotate(scope.status(), where);
-    rules.push_back({rule.pattern(), *scope});
-  }
-  std::vector<std::string> joints;
-  for (const auto& joint : task.model().joints()) joints.push_back(joint.name());
-  TensorMap site;
-  for (auto& [name, tensor] : all) {
-    absl::StatusOr<agg::ResolvedScope> scope = agg::ResolveScope(name, rules, joints);
-    if (!scope.ok()) return Annotate(scope.status(), where);
-    if (agg::StaysAtSite(scope->scope, at::isFloatingType(tensor.scalar_type()))) {
-      site[name] = tensor;
-    }
-  }
+  // Which tensors are site-scoped is the egress filter's decision (the site's joints do not
+  // matter for what stays).
+  absl::StatusOr<EgressFilter> egress = EgressFilter::ForTask(task, {});
+  if (!egress.ok()) return Annotate(egress.status(), where);
+  absl::StatusOr<TensorMap> site = egress->SiteScoped(all);
+  if (!site.ok()) return Annotate(site.status(), where);
   return site;
 }
 
@@ -106,7 +95,7 @@ absl::StatusOr<TensorMap> FederatedTrainer::PrepareForInference(const v1::ModelC
                                                                 TensorMap weights) {
   if (model.architecture() == "shape_autoencoder") return weights;
   const std::string where = "preparing the final model";
-  RETURN_IF_ERROR(Annotate(inference::ValidateModelConfig(model), where));
+  RETURN_IF_ERROR(Annotate(common::model::ValidateModelConfig(model), where));
   absl::StatusOr<TrainingData> data = Data(model, /*validation_fraction=*/0);
   if (!data.ok()) return Annotate(data.status(), where);
   TrainerOptions options;
@@ -135,7 +124,7 @@ absl::StatusOr<TrainResult> FederatedTrainer::Train(TrainRequest request) {
   const fedjoint::v1::Task& task = request.task;
   const std::string where = fmt::format("round {} ({})", task.round(), task.phase());
   const auto& log = common::log::Get("train");
-  RETURN_IF_ERROR(Annotate(inference::ValidateModelConfig(task.model()), where));
+  RETURN_IF_ERROR(Annotate(common::model::ValidateModelConfig(task.model()), where));
   absl::StatusOr<TrainingData> data = Data(task.model(), task.local().validation_fraction());
   if (!data.ok()) return Annotate(data.status(), where);
 

@@ -15,10 +15,10 @@
 #include "common/losses/shape_prior_loss.h"
 #include "common/losses/supcon_loss.h"
 #include "common/model/domain_batch_norm.h"
+#include "common/model/model_factory.h"
 #include "common/model/projection_head.h"
 #include "common/model/resnet_encoder.h"
 #include "common/model/shape_autoencoder.h"
-#include "site_agent/inference/model_spec.h"
 #include "site_agent/inference/weights.h"
 
 namespace fedjoint::site_agent::training {
@@ -88,14 +88,14 @@ absl::StatusOr<std::unique_ptr<SegmentationTrainer>> SegmentationTrainer::Create
   if (!data.validation) data.validation = std::make_shared<const data::SliceDataset>();
   SetTrainingThreads(options.threads);
   auto state = std::make_unique<State>();
-  ASSIGN_OR_RETURN(state->net, inference::BuildUNet(options.model, options.init_seed));
+  ASSIGN_OR_RETURN(state->net, model::BuildUNet(options.model, options.init_seed));
   if (options.channels_last) {
     torch::NoGradGuard no_grad;
     for (auto& p : state->net->parameters()) {
       if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
     }
   }
-  state->joints = inference::JointsFromConfig(options.model);
+  state->joints = model::JointsFromConfig(options.model);
   state->shared = options.model.variant() == "shared";
   if (data.train->joints.size() != state->joints.size()) {
     return absl::InvalidArgumentError(
@@ -128,7 +128,7 @@ absl::Status SegmentationTrainer::LoadWeights(const TensorMap& weights) {
 
 absl::Status SegmentationTrainer::SetShapePrior(const TensorMap& autoencoder) {
   ASSIGN_OR_RETURN(model::ShapeAutoEncoderOptions ae_options,
-                   inference::ShapeAutoEncoderOptionsFromWeights(autoencoder));
+                   model::ShapeAutoEncoderOptionsFromWeights(autoencoder));
   const int64_t needed = model::PaddedShapeChannels(state_->joints);
   if (ae_options.in_channels() < needed) {
     return absl::InvalidArgumentError(fmt::format(

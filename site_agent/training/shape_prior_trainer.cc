@@ -6,7 +6,7 @@
 #include "common/base/status_macros.h"
 #include "common/losses/cross_entropy_loss.h"
 #include "common/losses/dice_ce_loss.h"
-#include "site_agent/inference/model_spec.h"
+#include "common/model/model_factory.h"
 #include "site_agent/inference/weights.h"
 
 namespace fedjoint::site_agent::training {
@@ -71,7 +71,7 @@ absl::StatusOr<std::unique_ptr<ShapePriorTrainer>> ShapePriorTrainer::Create(Tra
   if (!data.validation) data.validation = std::make_shared<const data::SliceDataset>();
   SetTrainingThreads(options.threads);
   auto state = std::make_unique<State>();
-  ASSIGN_OR_RETURN(state->net, inference::BuildShapeAutoEncoder(options.model, options.init_seed));
+  ASSIGN_OR_RETURN(state->net, model::BuildShapeAutoEncoder(options.model, options.init_seed));
   state->channels = state->net->options().in_channels();
   ASSIGN_OR_RETURN(state->optimizer,
                    MakeOptimizer(state->net->parameters(), options.training.optimizer()));

@@ -8,9 +8,10 @@
 
 #include "common/base/status_macros.h"
 #include "common/data/preprocess.h"
+#include "common/data/slice_options.h"
 #include "common/data/volume_io.h"
 #include "common/log/logging.h"
-#include "site_agent/inference/model_spec.h"
+#include "common/model/model_factory.h"
 
 namespace fedjoint::site_agent::training {
 namespace {
@@ -28,7 +29,7 @@ absl::StatusOr<int> SliceAxisOfJoint(const data::ManifestSubject& subject) {
                                                            std::string(image.status().message())));
   }
   ASSIGN_OR_RETURN(data::CanonicalVolume canonical, data::ToCanonicalOrientation(*image));
-  return inference::AutoSliceAxis(canonical.volume.geometry);
+  return data::AutoSliceAxis(canonical.volume.geometry);
 }
 
 // Manifest structure index (1..K, ascending label value) -> model structure index, by name.
@@ -78,7 +79,7 @@ absl::StatusOr<data::SliceDataset> BuildSplit(const data::Manifest& manifest,
     if (members.empty()) continue;
     ASSIGN_OR_RETURN(data::SliceDataset part,
                      data::BuildSliceDataset(data::SelectSubjects(manifest, members), joints,
-                                             inference::SliceOptionsFromConfig(model, axes[j])));
+                                             data::SliceOptionsFromConfig(model, axes[j])));
     ASSIGN_OR_RETURN(at::Tensor lut, StructureLut(manifest, model.joints(static_cast<int>(j))));
     part.labels = lut.index_select(0, part.labels.reshape({-1}).to(torch::kLong))
                       .view(part.labels.sizes())
@@ -137,7 +138,7 @@ std::map<std::string, int64_t> SamplesByJoint(const data::SliceDataset& dataset)
 absl::StatusOr<TrainingData> LoadTrainingData(const data::Manifest& manifest,
                                               const v1::ModelConfig& model,
                                               double validation_fraction, uint64_t seed) {
-  RETURN_IF_ERROR(inference::ValidatePreprocessing(model));
+  RETURN_IF_ERROR(common::model::ValidatePreprocessing(model));
   const auto& log = common::log::Get("train");
   std::vector<std::string> joints;
   for (const auto& joint : model.joints()) joints.push_back(joint.name());
@@ -149,7 +150,7 @@ absl::StatusOr<TrainingData> LoadTrainingData(const data::Manifest& manifest,
           fmt::join(joints, ", ")));
     }
   }
-  ASSIGN_OR_RETURN(int configured_axis, inference::SliceAxisFromConfig(model));
+  ASSIGN_OR_RETURN(int configured_axis, common::model::SliceAxisFromConfig(model));
   TrainingData out;
   out.slice_axes.assign(joints.size(), -1);
   for (size_t j = 0; j < joints.size(); ++j) {
@@ -158,13 +159,13 @@ absl::StatusOr<TrainingData> LoadTrainingData(const data::Manifest& manifest,
                                 return s.joint == joints[j] && s.label.has_value();
                               });
     if (first == manifest.subjects.end()) continue;
-    if (configured_axis == inference::kAutoSliceAxis) {
+    if (configured_axis == common::model::kAutoSliceAxis) {
       ASSIGN_OR_RETURN(out.slice_axes[j], SliceAxisOfJoint(*first));
     } else {
       out.slice_axes[j] = configured_axis;
     }
     log->info("joint '{}': {} slices (axis {})", joints[j],
-              inference::SliceAxisName(out.slice_axes[j]), out.slice_axes[j]);
+              common::model::SliceAxisName(out.slice_axes[j]), out.slice_axes[j]);
   }
 
   ASSIGN_OR_RETURN(data::SubjectSplit split,

@@ -217,9 +217,8 @@ grpc::Status RawUpload(v1::Federation::Stub* stub, const v1::UploadHeader& heade
   }
   v1::UploadMessage trailer;
   trailer.mutable_trailer()->set_sha256(
-      sha256_override.empty()
-          ? common::security::DigestToHex(common::security::Sha256Bytes(payload))
-          : sha256_override);
+      sha256_override.empty() ? common::base::DigestToHex(common::base::Sha256Bytes(payload))
+                              : sha256_override);
   writer->Write(trailer);
   writer->WritesDone();
   grpc::Status status = writer->Finish();

@@ -277,19 +277,23 @@ TEST(CoordinatorConfigTest, CrossFieldRules) {
 }
 
 TEST(CoordinatorConfigTest, ScopeRules) {
-  EXPECT_EQ(
-      Errors<v1::CoordinatorConfig>(Coordinator("      rounds: 10\n",
-                                                "      rounds: 10\n"
-                                                "      scopes:\n"
-                                                "        - {pattern: '*norm*', scope: site}\n"
-                                                "        - {pattern: '*norm*', scope: global}\n"
-                                                "        - {pattern: 'a b', scope: global}\n")),
-      "c.yaml: 3 problems\n"
-      "c.yaml:10:9: job.phases[0].scopes: must end with a catch-all rule (pattern: '*') so "
-      "every parameter has a scope\n"
-      "c.yaml:11:21: job.phases[0].scopes[1].pattern: repeats "
-      "job.phases[0].scopes[0].pattern '*norm*', so this rule can never match\n"
-      "c.yaml:12:21: job.phases[0].scopes[2].pattern: must not contain spaces, got 'a b'");
+  EXPECT_EQ(Errors<v1::CoordinatorConfig>(
+                Coordinator("      rounds: 10\n",
+                            "      rounds: 10\n"
+                            "      scopes:\n"
+                            "        - {pattern: '*norm*', scope: site}\n"
+                            "        - {pattern: '*norm*', scope: global}\n"
+                            "        - {pattern: 'a b', scope: global}\n"
+                            "        - {pattern: '*norm*|*bn*', scope: site}\n")),
+            "c.yaml: 4 problems\n"
+            "c.yaml:10:9: job.phases[0].scopes: must end with a catch-all rule (pattern: '*') so "
+            "every parameter has a scope\n"
+            "c.yaml:11:21: job.phases[0].scopes[1].pattern: repeats "
+            "job.phases[0].scopes[0].pattern '*norm*', so this rule can never match\n"
+            "c.yaml:12:21: job.phases[0].scopes[2].pattern: 'a b': character ' ' is not allowed "
+            "(tensor names are letters, digits, '_', '-' and '.'; the wildcards are '*' and '?')\n"
+            "c.yaml:13:21: job.phases[0].scopes[3].pattern: '*norm*|*bn*': '|' is not part of the "
+            "pattern grammar (only '*' and '?' are wildcards); write one rule per alternative");
   EXPECT_EQ(Errors<v1::CoordinatorConfig>(Coordinator("      rounds: 10\n",
                                                       "      rounds: 10\n"
                                                       "      scopes:\n"

@@ -1,4 +1,5 @@
 #include "common/data/slice_dataset.h"
+#include "common/data/slice_options.h"
 
 #include <algorithm>
 #include <set>
@@ -399,6 +400,14 @@ TEST(SplitTest, KFoldValidatesEachLabeledSubjectOnce) {
   EXPECT_THAT(KFoldSplits(m, 15, 3).status().message(),
               HasSubstr("14 labeled subject(s) cannot fill 15 folds"));
   EXPECT_FALSE(KFoldSplits(m, 1, 3).ok());
+}
+
+TEST(SliceOptionsTest, AutoAxisIsTheCoarsestSpacing) {
+  Geometry g;
+  g.spacing = {0.5, 3.0, 0.5};
+  EXPECT_EQ(AutoSliceAxis(g), 1);
+  g.spacing = {1, 1, 1};
+  EXPECT_EQ(AutoSliceAxis(g), 2);
 }
 
 }  // namespace

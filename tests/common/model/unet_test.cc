@@ -8,9 +8,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "common/aggregation/scopes.h"
 #include "common/model/domain_batch_norm.h"
 #include "common/model/resnet_encoder.h"
-#include "common/model/scopes.h"
+#include "common/model/tensor_naming.h"
 
 namespace fedjoint::common::model {
 namespace {
@@ -146,8 +147,11 @@ TEST(UNetTest, TrainingOneDomainLeavesOtherDomainsNormsAndHeadsUnchanged) {
 TEST(UNetTest, DefaultModelScopesByRuleTable) {
   UNet model{
       UNetOptions{}};  // default options: depth 18, width 0.5, domain variant, ankle/knee/shoulder
-  const std::vector<ScopeRule> rules = {
-      {"*norm*|*bn*", "site"}, {"heads.*", "domain"}, {"*", "global"}};
+  namespace agg = common::aggregation;
+  const std::vector<agg::ScopeRule> rules = {{"*.norms.*", agg::Scope::kSite},
+                                             {"heads.*", agg::Scope::kDomain},
+                                             {"*", agg::Scope::kGlobal}};
+  const std::vector<std::string> joints = {"ankle", "knee", "shoulder"};
   // Expected scopes derived from module types, independently of the names.
   std::map<std::string, std::string> expected;
   for (const auto& item : model->named_modules()) {
@@ -165,7 +169,9 @@ TEST(UNetTest, DefaultModelScopesByRuleTable) {
   std::map<std::string, int> per_scope;
   std::set<std::string> domains_seen;
   for (const auto& [name, scope] : expected) {
-    EXPECT_EQ(MatchScope(name, rules), scope) << name;
+    auto resolved = agg::ResolveScope(name, rules, joints);
+    ASSERT_TRUE(resolved.ok()) << resolved.status();
+    EXPECT_EQ(agg::ScopeName(resolved->scope), scope) << name;
     ++per_scope[scope];
     if (scope != "global") {
       auto domain = DomainOf(name);
@@ -194,12 +200,15 @@ TEST(UNetTest, DefaultModelScopesByRuleTable) {
 
 TEST(UNetTest, SharedVariantHeadIsGlobalAndNormIsShared) {
   UNet model(Small(18, Variant::kShared));
-  const std::vector<ScopeRule> rules = {
-      {"*norm*|*bn*", "site"}, {"heads.*", "domain"}, {"*", "global"}};
+  namespace agg = common::aggregation;
+  const std::vector<agg::ScopeRule> rules = {{"*.norms.*", agg::Scope::kSite},
+                                             {"heads.*", agg::Scope::kDomain},
+                                             {"*", agg::Scope::kGlobal}};
   auto params = model->named_parameters();
   ASSERT_TRUE(params.contains("head.weight"));
   EXPECT_EQ(params["head.weight"].size(0), 10);
-  EXPECT_EQ(MatchScope("head.weight", rules), "global");
+  EXPECT_EQ(agg::ResolveScope("head.weight", rules, std::vector<std::string>{})->scope,
+            agg::Scope::kGlobal);
   EXPECT_TRUE(params.contains("encoder.bn1.norms.shared.weight"));
   EXPECT_FALSE(params.contains("encoder.bn1.norms.knee.weight"));
 }

@@ -16,6 +16,10 @@
 namespace fedjoint::common::security {
 namespace {
 
+using base::DigestToHex;
+using base::Sha256Bytes;
+using base::Sha256File;
+
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 

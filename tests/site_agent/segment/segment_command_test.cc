@@ -18,14 +18,16 @@
 #include "common/base/atomic_file.h"
 #include "common/data/volume_io.h"
 #include "common/mesh/mesh_io.h"
+#include "common/model/model_factory.h"
 #include "common/security/model_signing.h"
 #include "common/security/pki.h"
-#include "site_agent/inference/model_spec.h"
 #include "site_agent/inference/weights.h"
 #include "tests/site_agent/training/test_data.h"
 
 namespace fedjoint::site_agent::inference {
 namespace {
+
+using common::model::BuildUNet;
 
 namespace fs = std::filesystem;
 namespace data = common::data;

@@ -8,9 +8,11 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "common/config/model_config_json.h"
+#include "common/data/slice_options.h"
 #include "common/data/volume.h"
+#include "common/model/model_factory.h"
 #include "common/model/shape_autoencoder.h"
-#include "site_agent/inference/model_spec.h"
 #include "site_agent/inference/segmenter.h"
 #include "site_agent/inference/weights.h"
 #include "tests/common/model/norm_test_util.h"
@@ -18,6 +20,8 @@
 
 namespace fedjoint::site_agent::inference {
 namespace {
+
+using common::model::BuildUNet;
 
 namespace data = common::data;
 namespace fs = std::filesystem;
@@ -187,32 +191,6 @@ TEST(SegmenterTest, FoldedNetworkGivesTheLabelsOfTheUnfoldedOne) {
       EXPECT_GT(expected->labels.voxels.max().item<int64_t>(), 0);
     }
   }
-}
-
-TEST(ModelSpecTest, ConfigTravelsWithTheWeightsAndAutoEncoderShapesAreRead) {
-  v1::ModelConfig config = training::test_util::TinyModel({"knee", "shoulder"});
-  auto json = ModelConfigToJson(config);
-  auto back = ModelConfigFromJson(json);
-  ASSERT_TRUE(back.ok());
-  EXPECT_EQ(back->SerializeAsString(), config.SerializeAsString());
-  EXPECT_FALSE(ModelConfigFromJson("{\"joints\": 3}").ok());
-
-  common::model::ShapeAutoEncoder ae(
-      common::model::ShapeAutoEncoderOptions(5).base_channels(4).levels(3).code_channels(6));
-  auto options = ShapeAutoEncoderOptionsFromWeights(StateDict(*ae));
-  ASSERT_TRUE(options.ok()) << options.status();
-  EXPECT_EQ(options->in_channels(), 5);
-  EXPECT_EQ(options->base_channels(), 4);
-  EXPECT_EQ(options->levels(), 3);
-  EXPECT_EQ(options->code_channels(), 6);
-
-  data::Geometry g;
-  g.spacing = {0.5, 3.0, 0.5};
-  EXPECT_EQ(AutoSliceAxis(g), 1);
-  g.spacing = {1, 1, 1};
-  EXPECT_EQ(AutoSliceAxis(g), 2);
-  config.set_slice_axis("oblique");
-  EXPECT_THAT(ValidateModelConfig(config).message(), HasSubstr("slice_axis"));
 }
 
 }  // namespace

@@ -6,8 +6,8 @@
 #include <torch/torch.h>
 
 #include "common/data/manifest.h"
-#include "common/model/scopes.h"
-#include "site_agent/inference/model_spec.h"
+#include "common/model/model_factory.h"
+#include "common/model/tensor_naming.h"
 #include "site_agent/inference/weights.h"
 #include "site_agent/training/federated_trainer.h"
 #include "site_agent/training/schedule.h"
@@ -316,7 +316,7 @@ TEST_F(TrainerTest, FederatedRoundKeepsNamesAndReturnsUnitPrototypes) {
   ASSERT_FALSE(site->empty());
   for (const auto& [name, tensor] : *site) EXPECT_THAT(name, HasSubstr("norm")) << name;
 
-  auto net = inference::BuildUNet(task.model(), 5);
+  auto net = common::model::BuildUNet(task.model(), 5);
   ASSERT_TRUE(net.ok());
   TrainRequest request;
   request.task = task;
@@ -390,7 +390,7 @@ TEST_F(TrainerTest, InitialSiteTensorsHoldIntegerTensorsWhenEverythingIsGlobal) 
     EXPECT_THAT(name, HasSubstr("num_batches_tracked"));
     EXPECT_FALSE(at::isFloatingType(tensor.scalar_type())) << name;
   }
-  auto net = inference::BuildUNet(task.model(), 5);
+  auto net = common::model::BuildUNet(task.model(), 5);
   ASSERT_TRUE(net.ok());
   int64_t integer_tensors = 0;
   for (const auto& [name, tensor] : inference::StateDict(**net)) {

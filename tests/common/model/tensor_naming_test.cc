@@ -1,4 +1,4 @@
-#include "common/model/scopes.h"
+#include "common/model/tensor_naming.h"
 
 #include <vector>
 
@@ -12,44 +12,6 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::Optional;
-
-TEST(GlobMatchTest, StarSpansDots) {
-  EXPECT_TRUE(GlobMatch("*norm*", "encoder.layer1.0.bn1.norms.knee.weight"));
-  EXPECT_TRUE(GlobMatch("heads.*", "heads.knee.weight"));
-  EXPECT_FALSE(GlobMatch("heads.*", "decoder.heads.knee.weight"));
-  EXPECT_TRUE(GlobMatch("*", ""));
-  EXPECT_TRUE(GlobMatch("", ""));
-  EXPECT_FALSE(GlobMatch("", "a"));
-  EXPECT_TRUE(GlobMatch("encoder.*.weight", "encoder.layer1.0.conv1.weight"));
-  EXPECT_FALSE(GlobMatch("encoder.*.weight", "encoder.layer1.0.conv1.bias"));
-  EXPECT_TRUE(GlobMatch("a*b*c", "axxbyybzzc"));
-  EXPECT_FALSE(GlobMatch("a*b*c", "axxbyybzz"));
-}
-
-TEST(GlobMatchTest, QuestionMarkAndAlternatives) {
-  EXPECT_TRUE(GlobMatch("layer?.0", "layer3.0"));
-  EXPECT_FALSE(GlobMatch("layer?.0", "layer10.0"));
-  EXPECT_TRUE(GlobMatch("*norm*|*bn*", "x.bn1.y"));
-  EXPECT_TRUE(GlobMatch("*norm*|*bn*", "x.norms.y"));
-  EXPECT_FALSE(GlobMatch("*norm*|*bn*", "encoder.conv1.weight"));
-  EXPECT_TRUE(GlobMatch("a|", ""));  // an empty alternative matches the empty name
-}
-
-TEST(GlobMatchTest, LiteralStarInName) {
-  EXPECT_TRUE(GlobMatch("a*", "a*b"));
-  EXPECT_TRUE(GlobMatch("*b", "a*b"));
-  EXPECT_FALSE(GlobMatch("a?", "a*b"));
-}
-
-TEST(MatchScopeTest, FirstMatchWinsAndNoMatchIsNullopt) {
-  const std::vector<ScopeRule> rules = {
-      {"*norm*|*bn*", "site"}, {"heads.*", "domain"}, {"encoder.*", "global"}};
-  EXPECT_THAT(MatchScope("heads.knee.weight", rules), Optional(std::string("domain")));
-  EXPECT_THAT(MatchScope("encoder.bn1.norms.knee.weight", rules), Optional(std::string("site")));
-  EXPECT_THAT(MatchScope("encoder.conv1.weight", rules), Optional(std::string("global")));
-  EXPECT_EQ(MatchScope("decoder.blocks.0.conv1.weight", rules), std::nullopt);
-  EXPECT_EQ(MatchScope("anything", {}), std::nullopt);
-}
 
 TEST(DomainOfTest, HeadsAndNorms) {
   EXPECT_THAT(DomainOf("heads.knee.weight"), Optional(std::string("knee")));

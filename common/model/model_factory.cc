@@ -1,4 +1,4 @@
-#include "site_agent/inference/model_spec.h"
+#include "common/model/model_factory.h"
 
 #include <algorithm>
 #include <map>
@@ -6,12 +6,10 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
-namespace fedjoint::site_agent::inference {
+namespace fedjoint::common::model {
 
-namespace model = common::model;
-
-std::vector<model::JointSpec> JointsFromConfig(const v1::ModelConfig& config) {
-  std::vector<model::JointSpec> joints;
+std::vector<JointSpec> JointsFromConfig(const v1::ModelConfig& config) {
+  std::vector<JointSpec> joints;
   for (const v1::JointConfig& joint : config.joints()) {
     joints.push_back({joint.name(), {joint.structures().begin(), joint.structures().end()}});
   }
@@ -19,7 +17,7 @@ std::vector<model::JointSpec> JointsFromConfig(const v1::ModelConfig& config) {
 }
 
 absl::Status ValidatePreprocessing(const v1::ModelConfig& config) {
-  if (absl::Status joints = model::ValidateJoints(JointsFromConfig(config)); !joints.ok()) {
+  if (absl::Status joints = ValidateJoints(JointsFromConfig(config)); !joints.ok()) {
     return absl::InvalidArgumentError(fmt::format("ModelConfig.{}", std::string(joints.message())));
   }
   if (config.input_size() < 32) {
@@ -42,44 +40,44 @@ absl::Status ValidateModelConfig(const v1::ModelConfig& config) {
   }
   if (absl::Status prep = ValidatePreprocessing(config); !prep.ok()) return prep;
   if (arch == "unet_resnet") {
-    absl::StatusOr<model::UNetOptions> options = UNetOptionsFromConfig(config);
+    absl::StatusOr<UNetOptions> options = UNetOptionsFromConfig(config);
     if (!options.ok()) return options.status();
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<model::UNetOptions> UNetOptionsFromConfig(const v1::ModelConfig& config) {
+absl::StatusOr<UNetOptions> UNetOptionsFromConfig(const v1::ModelConfig& config) {
   if (config.architecture() != "unet_resnet") {
     return absl::InvalidArgumentError(
         fmt::format("ModelConfig.architecture: '{}' is not a segmentation network (unet_resnet)",
                     config.architecture()));
   }
-  model::UNetOptions options(JointsFromConfig(config));
+  UNetOptions options(JointsFromConfig(config));
   options.depth(config.encoder_depth()).width_multiplier(config.width_multiplier());
   if (config.variant() == "shared") {
-    options.variant(model::Variant::kShared);
+    options.variant(Variant::kShared);
   } else if (config.variant() == "domain" || config.variant().empty()) {
-    options.variant(model::Variant::kDomain);
+    options.variant(Variant::kDomain);
   } else {
     return absl::InvalidArgumentError(
         fmt::format("ModelConfig.variant: '{}' is not one of domain, shared", config.variant()));
   }
-  if (absl::Status valid = model::ValidateUNetOptions(options); !valid.ok()) {
+  if (absl::Status valid = ValidateUNetOptions(options); !valid.ok()) {
     return absl::InvalidArgumentError(fmt::format("ModelConfig: {}", std::string(valid.message())));
   }
   return options;
 }
 
-absl::StatusOr<model::ShapeAutoEncoderOptions> ShapeAutoEncoderOptionsFromConfig(
+absl::StatusOr<ShapeAutoEncoderOptions> ShapeAutoEncoderOptionsFromConfig(
     const v1::ModelConfig& config) {
-  std::vector<model::JointSpec> joints = JointsFromConfig(config);
-  if (absl::Status valid = model::ValidateJoints(joints); !valid.ok()) {
+  std::vector<JointSpec> joints = JointsFromConfig(config);
+  if (absl::Status valid = ValidateJoints(joints); !valid.ok()) {
     return absl::InvalidArgumentError(fmt::format("ModelConfig.{}", std::string(valid.message())));
   }
-  return model::ShapeAutoEncoderOptions(model::PaddedShapeChannels(joints));
+  return ShapeAutoEncoderOptions(PaddedShapeChannels(joints));
 }
 
-absl::StatusOr<model::ShapeAutoEncoderOptions> ShapeAutoEncoderOptionsFromWeights(
+absl::StatusOr<ShapeAutoEncoderOptions> ShapeAutoEncoderOptionsFromWeights(
     const common::tensors::TensorMap& weights) {
   // encoder = conv(in, base) ReLU [conv(base<<l, base<<(l+1), stride 2) ReLU] x levels
   //           conv(base<<levels, code): convolutions at Sequential indices 0, 2, ..., 2*levels+2.
@@ -108,26 +106,25 @@ absl::StatusOr<model::ShapeAutoEncoderOptions> ShapeAutoEncoderOptionsFromWeight
   }
   const at::Tensor& first = convs.begin()->second;
   const at::Tensor& last = convs.rbegin()->second;
-  model::ShapeAutoEncoderOptions options(first.size(1));
+  ShapeAutoEncoderOptions options(first.size(1));
   options.base_channels(first.size(0)).levels(levels).code_channels(last.size(0));
   return options;
 }
 
-absl::StatusOr<model::UNet> BuildUNet(const v1::ModelConfig& config, uint64_t seed) {
-  absl::StatusOr<model::UNetOptions> options = UNetOptionsFromConfig(config);
+absl::StatusOr<UNet> BuildUNet(const v1::ModelConfig& config, uint64_t seed) {
+  absl::StatusOr<UNetOptions> options = UNetOptionsFromConfig(config);
   if (!options.ok()) return options.status();
   torch::manual_seed(seed);
-  return model::MakeUNet(*options);
+  return MakeUNet(*options);
 }
 
-absl::StatusOr<model::ShapeAutoEncoder> BuildShapeAutoEncoder(const v1::ModelConfig& config,
-                                                              uint64_t seed) {
-  absl::StatusOr<model::ShapeAutoEncoderOptions> options =
-      ShapeAutoEncoderOptionsFromConfig(config);
+absl::StatusOr<ShapeAutoEncoder> BuildShapeAutoEncoder(const v1::ModelConfig& config,
+                                                       uint64_t seed) {
+  absl::StatusOr<ShapeAutoEncoderOptions> options = ShapeAutoEncoderOptionsFromConfig(config);
   if (!options.ok()) return options.status();
   torch::manual_seed(seed);
   try {
-    return model::ShapeAutoEncoder(*options);
+    return ShapeAutoEncoder(*options);
   } catch (const c10::Error& e) {
     return absl::InvalidArgumentError(
         fmt::format("building the shape auto-encoder: {}", e.what_without_backtrace()));
@@ -144,14 +141,6 @@ absl::StatusOr<int> SliceAxisFromConfig(const v1::ModelConfig& config) {
       "ModelConfig.slice_axis: '{}' is not one of auto, sagittal, coronal, axial", axis));
 }
 
-int AutoSliceAxis(const common::data::Geometry& canonical) {
-  int axis = 2;
-  for (int a = 1; a >= 0; --a) {
-    if (canonical.spacing[a] > canonical.spacing[axis] * (1 + 1e-6)) axis = a;
-  }
-  return axis;
-}
-
 const char* SliceAxisName(int axis) {
   switch (axis) {
     case 0:
@@ -165,14 +154,4 @@ const char* SliceAxisName(int axis) {
   }
 }
 
-common::data::SliceDatasetOptions SliceOptionsFromConfig(const v1::ModelConfig& config,
-                                                         int slice_axis) {
-  common::data::SliceDatasetOptions options;
-  options.slice_axis = slice_axis;
-  options.in_plane_spacing = config.in_plane_spacing_mm();
-  options.height = config.input_size();
-  options.width = config.input_size();
-  return options;
-}
-
-}  // namespace fedjoint::site_agent::inference
+}  // namespace fedjoint::common::model

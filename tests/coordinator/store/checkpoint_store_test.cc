@@ -51,7 +51,7 @@ class CheckpointStoreTest : public ::testing::Test {
     EXPECT_TRUE(written.ok()) << written.status();
     if (!written.ok()) return std::string();
     // The SHA-256 taken while writing is the file's, and the signature covers it.
-    auto file_sha = common::security::Sha256File(store.ModelPath(round));
+    auto file_sha = common::base::Sha256File(store.ModelPath(round));
     EXPECT_TRUE(file_sha.ok() && *file_sha == written->file_sha256);
     return written->digest;
   }
