@@ -14,7 +14,7 @@ EXPERIMENTS_ARGS ?=
 # ~10x slower (bench/model_bench.cc). It must be set before the library loads.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: demo experiments test deps configure build format format-check clean
+.PHONY: demo experiments scarce-site test deps configure build format format-check clean
 
 demo: build
 	scripts/demo.sh --build-dir "$(BUILD_DIR)" --out "$(DEMO_OUT)"
@@ -23,6 +23,13 @@ demo: build
 experiments: build
 	/usr/bin/python3 bench/experiments/run_experiments.py --build-dir "$(BUILD_DIR)" \
 	  --out "$(EXPERIMENTS_OUT)" $(EXPERIMENTS_ARGS)
+
+# Does the scarce site gain by joining? Four sites, folds x seeds (docs/results.md; ~1.5 h on 2 cores).
+SCARCE_OUT ?= bench-out/scarce-site
+SCARCE_ARGS ?=
+scarce-site: build
+	/usr/bin/python3 bench/experiments/scarce_site.py --build-dir "$(BUILD_DIR)" \
+	  --out "$(SCARCE_OUT)" $(SCARCE_ARGS)
 
 test: build
 	ctest --test-dir "$(BUILD_DIR)" -j$(JOBS) --output-on-failure --timeout 900

@@ -86,6 +86,7 @@ absl::Status Run(const std::string& config_path) {
   options.site = config.name();
   options.state_dir = config.state_dir();
   options.samples_by_joint = *samples;
+  options.personalization = config.personalization();
   SiteRunner runner(options, site->client.get(), std::move(*site->verifier), trainer->get());
   return runner.Run();
 }

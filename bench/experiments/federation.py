@@ -18,11 +18,17 @@ import yaml
 from procs import Failure, run_logged, tail, write_atomically
 
 
+# After the coordinator's job ends, how long the sites may take to pull, prepare and (with
+# personalization) fine-tune their final models.
+FINISH_GRACE_S = 1800
+
+
 @dataclass
 class SiteSpec:
-    name: str          # joint name; the site is "site-<name>"
+    name: str          # the site is "site-<name>"
     manifest: Path     # its training subjects
     seed: int
+    extra: dict = None  # more keys of its site config (e.g. personalization)
 
 
 class Consortium:
@@ -118,6 +124,7 @@ def federate(consortium: Consortium, run_dir: Path, sites: list, phases: list,
                 "threads": 1,  # the sites share the machine's cores
                 "loader_threads": 1,
                 "seed": s.seed,
+                **(s.extra or {}),
             }
             write_atomically(site_dir / "site.yaml", yaml.safe_dump(config, sort_keys=False))
             site_log = logs / f"site-{s.name}.log"
@@ -128,20 +135,25 @@ def federate(consortium: Consortium, run_dir: Path, sites: list, phases: list,
             site_procs.append((f"site-{s.name}", p, site_log))
 
         deadline = time.monotonic() + timeout_s
+        job_ended = False
         while any(p.poll() is None for _, p, _ in site_procs):
             if coord.poll() is not None:
                 if coord.returncode != 0:
                     raise Failure(f"{run_dir.name}: the coordinator stopped with status "
                                   f"{coord.returncode} (log {coord_log}):\n{tail(coord_log)}")
-                # The job ended; sites still pulling their final model get a minute.
-                deadline = min(deadline, time.monotonic() + 60)
+                # The job ended; sites still preparing their final (and personalized) models get
+                # a bounded time for it.
+                if not job_ended:
+                    job_ended = True
+                    deadline = min(deadline, time.monotonic() + FINISH_GRACE_S)
             for name, p, log in site_procs:
                 if p.poll() not in (None, 0):
                     raise Failure(f"{run_dir.name}: {name} stopped with status {p.returncode} "
                                   f"(log {log}):\n{tail(log)}")
             if time.monotonic() > deadline:
-                raise Failure(f"{run_dir.name}: not finished after {timeout_s:.0f} s "
-                              f"(logs in {logs})")
+                what = (f"sites not done {FINISH_GRACE_S:.0f} s after the job ended" if job_ended
+                        else f"not finished after {timeout_s:.0f} s")
+                raise Failure(f"{run_dir.name}: {what} (logs in {logs})")
             time.sleep(1)
         for name, p, log in site_procs:
             if p.returncode != 0:

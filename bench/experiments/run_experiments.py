@@ -37,6 +37,7 @@ from configs import (DOMAIN, FULL, JOINTS, POOLED, QUICK, SCHEMES, SCOPES, SEED,
                      TRANSFER_SOURCE, Sizes, phases, write_site_config)
 from federation import Consortium, SiteSpec, federate, round_metrics  # noqa: E402
 from procs import Failure, run_logged, run_parallel, write_atomically  # noqa: E402
+import harness  # noqa: E402
 import plots  # noqa: E402
 import report  # noqa: E402
 
@@ -47,12 +48,7 @@ class Experiments:
     def __init__(self, args, sizes: Sizes):
         self.sizes = sizes
         self.out = Path(args.out).resolve()
-        build = Path(args.build_dir)
-        self.site_bin = (build / "site_agent" / "fedjoint-site").resolve()
-        self.coord_bin = (build / "coordinator" / "fedjoint-coordinator").resolve()
-        for b in (self.site_bin, self.coord_bin):
-            if not b.exists():
-                raise Failure(f"{b} is missing; build first (make experiments builds)")
+        self.site_bin, self.coord_bin = harness.binaries(args.build_dir, "make experiments")
         self.data = self.out / "data"
         self.runs = self.out / "runs"
         self.logs = self.out / "logs"
@@ -151,10 +147,6 @@ class Experiments:
                                               "--threads", 2])
         self.rows += report.read_metrics(out / "metrics.csv", manifest, experiment, scheme,
                                          setting, fold)
-
-    def progress(self, what):
-        m, s = divmod(int(time.time() - self.started), 60)
-        print(f"[{m}m{s:02d}s] {what}", flush=True)
 
     def scheme_comparison(self, consortium):
         s = self.sizes
@@ -282,7 +274,7 @@ def main():
         labels = {key: scheme.label for key, scheme in SCHEMES.items()}
         figures = plots.make_all(e.rows, per_round, e.out, labels)
         report.write_markdown(e.rows, per_round, figures, e.out / "results.md", command,
-                              sizes, time.time() - e.started, labels)
+                              sizes, e.progress.elapsed(), labels)
     except Failure as failure:
         print(f"experiments: FAILED: {failure}", file=sys.stderr)
         return 1

@@ -1,7 +1,10 @@
 #include "common/aggregation/scopes.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/model/tensor_naming.h"
 
 namespace fedjoint::common::aggregation {
 
@@ -55,6 +58,15 @@ absl::StatusOr<ResolvedScope> ResolveScope(std::string_view name, std::span<cons
                                            std::span<const std::string> joints) {
   for (const ScopeRule& rule : rules) {
     if (!GlobMatch(rule.pattern, name)) continue;
+    if (rule.scope == Scope::kGlobal) {
+      // A joint's own tensor (its head, its normalization) under a global rule is averaged over
+      // the sites that hold the joint only: a site without it never trained it and would send
+      // its untouched initial copy.
+      std::optional<std::string> owner = model::DomainOf(name);
+      if (owner && std::find(joints.begin(), joints.end(), *owner) != joints.end()) {
+        return ResolvedScope{Scope::kDomain, *owner};
+      }
+    }
     if (rule.scope != Scope::kDomain) return ResolvedScope{rule.scope, ""};
     for (absl::string_view segment :
          absl::StrSplit(absl::string_view(name.data(), name.size()), '.')) {

@@ -7,6 +7,10 @@
 // A rule table (glob pattern -> scope, first match wins) is part of every task, so a site and the
 // coordinator always agree on what may be sent. For a `domain` rule the joint is the dotted
 // segment of the parameter name that names a configured joint ("heads.knee.weight" -> knee).
+//
+// A joint's own tensors (model::DomainOf: "heads.<joint>.*" and "*.norms.<joint>.*") are never
+// global: a global rule that matches one gives it the domain scope of its joint, so a site that
+// does not hold the joint never sends it, whatever the rules say. Site rules keep it at the site.
 #pragma once
 
 #include <span>
@@ -47,7 +51,8 @@ std::string DescribeScope(const ResolvedScope& scope);
 // Shell-style glob match over the whole name ('*' may cross dots).
 bool GlobMatch(std::string_view pattern, std::string_view name);
 
-// The scope of `name` under `rules` (first matching rule). Errors: no rule matches; a domain rule
+// The scope of `name` under `rules` (first matching rule; a joint's own tensor under a global rule
+// is domain-scoped, see above). Errors: no rule matches; a domain rule
 // matches but no dotted segment of the name is one of `joints` (the rule table and the model
 // disagree, which would otherwise silently average one joint's head with another's).
 absl::StatusOr<ResolvedScope> ResolveScope(std::string_view name, std::span<const ScopeRule> rules,

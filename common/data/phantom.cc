@@ -19,14 +19,13 @@ namespace fedjoint::common::data {
 using phantom_internal::Affine;
 using phantom_internal::BoneSpec;
 using phantom_internal::CartilageMode;
-using phantom_internal::HashName;
+using phantom_internal::CombineSeeds;
 using phantom_internal::JointAnatomy;
 using phantom_internal::M3;
-using phantom_internal::MixSeed;
 using phantom_internal::Primitive;
 using phantom_internal::PrimKind;
-using phantom_internal::Rng;
 using phantom_internal::Rotation;
+using PhantomRng = phantom_internal::Rng;
 using phantom_internal::Shape;
 using phantom_internal::SoftSpec;
 using phantom_internal::Transpose;
@@ -166,8 +165,8 @@ class PhantomRenderer {
     float amp = 0, k1 = 0, k2 = 0, phase1 = 0, phase2 = 0, offset = 0;
   };
 
-  void JitterShape(Shape* shape, Rng& rng, float center_sd, float radius_sd);
-  void BuildDeformation(Rng& rng);
+  void JitterShape(Shape* shape, PhantomRng& rng, float center_sd, float radius_sd);
+  void BuildDeformation(PhantomRng& rng);
   V3 Displacement(V3 p) const;
   float PhysisCoordinateMm(int bone, V3 q) const;
   Sample BoneSample(int bone, V3 q, float d_full, V3 p) const;
@@ -222,12 +221,13 @@ PhantomRenderer::PhantomRenderer(const PhantomOptions& options, int subject,
                                  const JointAnatomy& reference, const Contrast& contrast,
                                  int64_t size, double spacing, int64_t slices)
     : anatomy_(reference), contrast_(contrast), physis_in_label_(options.physis_in_label) {
-  uint64_t base = MixSeed(options.seed, HashName(options.joint));
-  base = MixSeed(base, static_cast<uint64_t>(subject));
+  uint64_t base = CombineSeeds(options.seed, Fingerprint(options.joint));
+  base = CombineSeeds(base, static_cast<uint64_t>(subject));
   const uint64_t anatomy_seed =
-      options.share_anatomy_across_domains ? base : MixSeed(base, HashName(options.domain));
-  acquisition_seed_ = MixSeed(MixSeed(base, HashName(options.domain)), HashName("acquisition"));
-  Rng rng(MixSeed(anatomy_seed, HashName("anatomy")));
+      options.share_anatomy_across_domains ? base : CombineSeeds(base, Fingerprint(options.domain));
+  acquisition_seed_ =
+      CombineSeeds(CombineSeeds(base, Fingerprint(options.domain)), Fingerprint("acquisition"));
+  PhantomRng rng(CombineSeeds(anatomy_seed, Fingerprint("anatomy")));
 
   // Age, sex and size. Distal femur width grows from ~50 mm at 5 to ~85 mm at 17 years; the
   // reference anatomy is a 70 mm child.
@@ -334,7 +334,7 @@ PhantomRenderer::PhantomRenderer(const PhantomOptions& options, int subject,
 
   // Contrast: per-subject tissue jitter (scanner and subject variation) and, for fat-suppressed
   // contrasts, fat suppression that fails towards one edge of the field of view.
-  Rng acq(MixSeed(acquisition_seed_, HashName("contrast")));
+  PhantomRng acq(CombineSeeds(acquisition_seed_, Fingerprint("contrast")));
   for (int t = 1; t < kNumTissues; ++t) {
     contrast_.value[t] *= static_cast<float>(acq.ClippedNormal(1.0, 0.05));
   }
@@ -348,7 +348,7 @@ PhantomRenderer::PhantomRenderer(const PhantomOptions& options, int subject,
                           : 0.0f;
 }
 
-void PhantomRenderer::JitterShape(Shape* shape, Rng& rng, float center_sd, float radius_sd) {
+void PhantomRenderer::JitterShape(Shape* shape, PhantomRng& rng, float center_sd, float radius_sd) {
   auto jitter_point = [&](V3* p) {
     p->x += static_cast<float>(rng.ClippedNormal(0, center_sd));
     p->y += static_cast<float>(rng.ClippedNormal(0, center_sd));
@@ -381,7 +381,7 @@ void PhantomRenderer::JitterShape(Shape* shape, Rng& rng, float center_sd, float
   }
 }
 
-void PhantomRenderer::BuildDeformation(Rng& rng) {
+void PhantomRenderer::BuildDeformation(PhantomRng& rng) {
   // A few random plane waves per displacement component: smooth, ~1.5-3 mm, 40-90 mm wavelength.
   struct Wave {
     V3 k;
@@ -886,14 +886,14 @@ absl::StatusOr<PhantomSubject> phantom_internal::GeneratePhantomImpl(const Phant
 
   // Smooth multiplicative bias (coil sensitivity), scanner gain, then Rician noise: the magnitude
   // of the complex signal with Gaussian noise in both channels.
-  Rng acq(MixSeed(renderer.acquisition_seed(), HashName("bias-noise")));
+  PhantomRng acq(CombineSeeds(renderer.acquisition_seed(), Fingerprint("bias-noise")));
   std::array<double, 9> bias{};
   const double sds[9] = {0.20, 0.20, 0.12, 0.10, 0.10, 0.06, 0.06, 0.05, 0.05};
   for (int c = 0; c < 9; ++c) bias[c] = acq.Normal() * sds[c] * options.bias_scale;
   const double gain = acq.Uniform(600.0, 1400.0);
   const double sigma_rel = acq.Uniform(0.018, 0.04) * options.noise_scale;
   const double sigma = sigma_rel * gain;
-  Rng noise(MixSeed(renderer.acquisition_seed(), HashName("rician")));
+  PhantomRng noise(CombineSeeds(renderer.acquisition_seed(), Fingerprint("rician")));
   const double half_fov = 0.5 * size * spacing;
   const double half_k = std::max(0.5 * slices * slice_step, 1e-6);
   for (int64_t k = 0; k < slices; ++k) {

@@ -4,24 +4,6 @@
 
 namespace fedjoint::common::data::phantom_internal {
 
-uint64_t Mix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
-uint64_t MixSeed(uint64_t seed, uint64_t value) { return Mix64(Mix64(seed) ^ value); }
-
-uint64_t HashName(std::string_view text) {
-  uint64_t h = 0xCBF29CE484222325ull;
-  for (char c : text) {
-    h ^= static_cast<unsigned char>(c);
-    h *= 0x100000001B3ull;
-  }
-  return h;
-}
-
 void Rng::NormalPair(double* a, double* b) {
   // 1 - U is in (0, 1], so the logarithm is finite.
   const double u1 = 1.0 - Uniform();

@@ -5,37 +5,32 @@
 #pragma once
 
 #include <cstdint>
-#include <random>
-#include <string_view>
+
+#include "common/data/rng.h"
 
 namespace fedjoint::common::data::phantom_internal {
 
-// SplitMix64 finaliser: a strong 64-bit mix, used to derive independent stream seeds.
-uint64_t Mix64(uint64_t x);
-// Combines a seed with another value into a new, well-mixed seed.
-uint64_t MixSeed(uint64_t seed, uint64_t value);
-// FNV-1a of a string, to fold names (joint, domain, stream purpose) into seeds.
-uint64_t HashName(std::string_view text);
+// Combines a seed with another value into a new, well-mixed seed (names are folded in with
+// data::Fingerprint).
+inline uint64_t CombineSeeds(uint64_t seed, uint64_t value) {
+  return data::MixSeed(data::MixSeed(seed) ^ value);
+}
 
-class Rng {
+// data::Rng with the phantoms' normal draws. Every phantom file is fixed by its seed's stream, so
+// the stream must not change: here a normal draw uses both uniforms of a Box-Muller pair and
+// discards its second value (data::Rng keeps it for the next call).
+class Rng : public data::Rng {
  public:
-  explicit Rng(uint64_t seed) : engine_(seed) {}
+  explicit Rng(uint64_t seed) : data::Rng(seed) {}
 
-  uint64_t NextU64() { return engine_(); }
-  // Uniform in [0, 1) with 53 random bits.
-  double Uniform() { return static_cast<double>(engine_() >> 11) * 0x1.0p-53; }
-  double Uniform(double lo, double hi) { return lo + (hi - lo) * Uniform(); }
-  // Standard normal (Box-Muller; one of the pair is discarded to keep the stream simple).
+  using data::Rng::Uniform;
+  // Standard normal: the first of a Box-Muller pair.
   double Normal();
   double Normal(double mean, double sd) { return mean + sd * Normal(); }
   // Normal clipped to mean ± limit·sd: keeps shape jitter inside anatomically sane bounds.
   double ClippedNormal(double mean, double sd, double limit = 2.5);
   // Two independent standard normals (both halves of one Box-Muller draw).
   void NormalPair(double* a, double* b);
-  bool Bernoulli(double p) { return Uniform() < p; }
-
- private:
-  std::mt19937_64 engine_;
 };
 
 // Smooth 3D value noise in [-1, 1] with features of about `cell_mm`: random values on an integer

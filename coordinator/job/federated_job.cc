@@ -13,6 +13,7 @@
 #include "common/config/model_config_json.h"
 #include "common/log/logging.h"
 #include "common/tensors/safetensors_writer.h"
+#include "coordinator/job/server_state_file.h"
 
 namespace fedjoint::coordinator {
 namespace {
@@ -337,6 +338,8 @@ absl::StatusOr<fedjoint::v1::Task> FederatedJob::TaskFor(const std::string& site
   task.set_kind(fedjoint::v1::Task::TRAIN);
   task.set_phase(d.phase);
   task.set_round(d.round);
+  task.set_phase_round(d.round - FirstRoundOf(phase.name()) + 1);
+  task.set_phase_rounds(phase.rounds());
   task.set_model_digest(start->digest);
   task.set_model_bytes(start->size);
   task.set_model_signature(start->signature);
@@ -403,10 +406,29 @@ absl::Status FederatedJob::PrepareRoundLocked(double now_s) {
   };
   auto strategy = agg::StrategyOptionsFor(phase, options_.update_limits, std::move(fold));
   if (!strategy.ok()) return strategy.status();
+  // FedAvgM / FedAdam continue from the moments of the phase's previous round.
+  agg::ServerState server_state;
+  if (strategy->server_optimizer != agg::ServerOptimizer::kSgd &&
+      round != FirstRoundOf(phase.name())) {
+    std::vector<std::string> names;
+    std::vector<size_t> sizes;
+    for (const agg::SharedTensor& t : shared) {
+      names.push_back(t.start.name);
+      sizes.push_back(t.start.values.size());
+    }
+    auto loaded = ReadServerState(store_.ServerStatePath(round - 1), names, sizes,
+                                  strategy->server_optimizer == agg::ServerOptimizer::kAdam);
+    if (loaded.ok()) {
+      server_state = std::move(*loaded);
+    } else {
+      Log()->warn("round {} ({}): {}; the server optimizer starts from zero moments", round,
+                  phase.name(), std::string(loaded.status().message()));
+    }
+  }
   aggregation_.reset();
   pending_updates_.clear();
-  aggregation_ = std::make_unique<agg::RoundAggregation>(std::move(shared), std::move(*strategy),
-                                                         std::move(recycled_sums_));
+  aggregation_ = std::make_unique<agg::RoundAggregation>(
+      std::move(shared), std::move(*strategy), std::move(recycled_sums_), std::move(server_state));
   recycled_sums_.clear();
   prepared_token_ = orchestrator_.round_token();
   round_opened_s_ = now_s;
@@ -582,6 +604,14 @@ absl::Status FederatedJob::FinalizeLocked(const FinalizeRequest& request, double
   if (!written.ok()) return written.status();
   auto model = Register(store_.ModelPath(request.round), &*written);
   if (!model.ok()) return model.status();
+  if (aggregation_->options().server_optimizer != agg::ServerOptimizer::kSgd) {
+    std::vector<std::string> names;
+    for (const auto& info : infos) names.push_back(info.name);
+    if (auto s = WriteServerState(store_.ServerStatePath(request.round), names, result->state);
+        !s.ok()) {
+      return s;
+    }
+  }
   const std::string* digest = &written->digest;
   const auto t2 = Clock::now();
 

@@ -91,6 +91,10 @@ fs::path CheckpointStore::ModelPath(int64_t round) const {
   return dir_ / "rounds" / absl::StrFormat("%04d", round) / "global.safetensors";
 }
 
+fs::path CheckpointStore::ServerStatePath(int64_t round) const {
+  return ModelPath(round).parent_path() / "server_state.safetensors";
+}
+
 absl::StatusOr<std::optional<JobState>> CheckpointStore::LoadState() const {
   const fs::path path = dir_ / kStateFile;
   if (!fs::exists(path)) return std::optional<JobState>();

@@ -3,6 +3,8 @@
 //
 //   STATE/rounds/NNNN/global.safetensors   the global model after round NNNN (rounds 1, 2, ...)
 //   STATE/rounds/NNNN/global.safetensors.sig   the coordinator's signature over it
+//   STATE/rounds/NNNN/server_state.safetensors   the server optimizer's moments after round NNNN
+//                       (FedAvgM/FedAdam phases only; coordinator/job/server_state_file.h)
 //   STATE/state.json    the commit point: finished rounds, the digest of the latest global model,
 //                       the sites seen, and the round log record of the latest finished round
 //   STATE/rounds.jsonl  one JSON object per finished round (append-only)
@@ -66,6 +68,7 @@ class CheckpointStore {
   absl::StatusOr<std::optional<JobState>> LoadState() const;
 
   std::filesystem::path ModelPath(int64_t round) const;
+  std::filesystem::path ServerStatePath(int64_t round) const;
 
   // Writes rounds/NNNN/global.safetensors with `metadata` and signs it (the file's SHA-256 is
   // taken from the bytes while they are written, not by reading the file back). Does not commit

@@ -52,6 +52,16 @@ class LocalTrainer {
     (void)model;
     return weights;
   }
+  // A personalized model: `weights` (the final model as PrepareForInference made it) fine-tuned
+  // on this site's scans as `config` says. Default: Unimplemented.
+  virtual absl::StatusOr<common::tensors::TensorMap> Personalize(
+      const fedjoint::v1::ModelConfig& model, common::tensors::TensorMap weights,
+      const fedjoint::v1::PersonalizationConfig& config) {
+    (void)model;
+    (void)weights;
+    (void)config;
+    return absl::UnimplementedError("this trainer cannot personalize a model");
+  }
 };
 
 }  // namespace fedjoint::site_agent

@@ -372,6 +372,45 @@ absl::Status SiteRunner::Finish(const std::string& session, const fedjoint::v1::
   const fs::path final_dir = options_.state_dir / "final";
   if (auto s = ExportModel(*path, task.model_digest(), final_dir); !s.ok()) return s;
   Log()->info("job finished: final model in {}", final_dir.string());
+  if (options_.personalization.steps() <= 0) return absl::OkStatus();
+  return Personalize(final_dir, options_.state_dir / "personalized");
+}
+
+absl::Status SiteRunner::Personalize(const fs::path& final_dir, const fs::path& out_dir) {
+  common::tensors::Metadata metadata;
+  auto weights = common::tensors::LoadSafetensors(final_dir / "model.safetensors", {}, &metadata);
+  if (!weights.ok()) return weights.status();
+  auto model_json = metadata.find(common::config::kModelConfigMetadataKey);
+  if (model_json == metadata.end()) {
+    return absl::DataLossError(
+        absl::StrCat((final_dir / "model.safetensors").string(), ": no model description"));
+  }
+  auto model = common::config::ModelConfigFromJson(model_json->second);
+  if (!model.ok()) return model.status();
+  if (model->architecture() != "unet_resnet") {
+    Log()->info("personalization skipped: the final model is a {}, not a segmentation network",
+                model->architecture());
+    return absl::OkStatus();
+  }
+  auto personalized = trainer_->Personalize(*model, std::move(*weights), options_.personalization);
+  if (!personalized.ok()) return personalized.status();
+  const fedjoint::v1::PersonalizationConfig& p = options_.personalization;
+  metadata.erase(std::string(common::tensors::kDigestMetadataKey));
+  metadata["fedjoint.personalized"] =
+      absl::StrCat(p.steps(), " steps at learning rate ", p.learning_rate(), " (", p.parameters(),
+                   " parameters) on this site's labelled scans, from ", final_dir.string());
+  std::error_code ec;
+  fs::create_directories(out_dir, ec);
+  if (auto s =
+          common::tensors::WriteSafetensors(out_dir / "model.safetensors", *personalized, metadata);
+      !s.ok()) {
+    return s;
+  }
+  for (const char* name : {"global.safetensors", "global.safetensors.sig"}) {
+    fs::copy_file(final_dir / name, out_dir / name, fs::copy_options::overwrite_existing, ec);
+    if (ec) return absl::InternalError(absl::StrCat((out_dir / name).string(), ": ", ec.message()));
+  }
+  Log()->info("personalized model in {}", out_dir.string());
   return absl::OkStatus();
 }
 

@@ -33,6 +33,9 @@ struct SiteRunnerOptions {
   std::filesystem::path state_dir;
   std::map<std::string, int64_t> samples_by_joint;  // what the site declares when it joins
   std::string agent_version = "fedjoint-site";
+  // When steps > 0: after the job, the final model is fine-tuned here into STATE/personalized/
+  // (LocalTrainer::Personalize), beside the global one in STATE/final/.
+  fedjoint::v1::PersonalizationConfig personalization;
 };
 
 // What the signed metadata of a pulled model must say. The coordinator writes fedjoint.job,
@@ -75,6 +78,9 @@ class SiteRunner {
  private:
   absl::Status RunTask(const std::string& session, const fedjoint::v1::Task& task);
   absl::Status Finish(const std::string& session, const fedjoint::v1::Task& task);
+  // The exported model in `final_dir` fine-tuned into `out_dir` (same files).
+  absl::Status Personalize(const std::filesystem::path& final_dir,
+                           const std::filesystem::path& out_dir);
   absl::Status ExportModel(const std::filesystem::path& global_path, const std::string& digest,
                            const std::filesystem::path& out_dir);
   absl::StatusOr<common::tensors::TensorMap> SiteTensors(const fedjoint::v1::Task& task);

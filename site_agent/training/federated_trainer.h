@@ -11,7 +11,13 @@
 //   subjects excluded). SamplesByJoint() reports, for joining, the labelled slices with no
 //   validation holdout: an upper bound of num_samples whatever validation_fraction a task sets.
 // - Slices are read once and kept for later rounds (per preprocessing and split).
-// - Each round appends one line to STATE/metrics.jsonl (phase, round, losses, validation Dice).
+// - Each round appends one line to STATE/metrics.jsonl (phase, round, losses, validation Dice of
+//   the received model and of the trained one).
+// - Learning-rate schedule over the round or the whole phase (OptimizerConfig.
+//   federated_schedule; the task says which round of how many). With keep_state_across_rounds
+//   the optimizer's state is kept in STATE/optimizer/<phase>.round-<r>.pt (the two newest): a
+//   round starts from the state of the newest earlier round, so a retried round does not stack on
+//   its own first try.
 #pragma once
 
 #include <filesystem>
@@ -23,6 +29,7 @@
 #include "absl/status/statusor.h"
 #include "common/data/manifest.h"
 #include "site_agent/federation/local_trainer.h"
+#include "site_agent/training/trainer_options.h"
 #include "site_agent/training/training_data.h"
 
 namespace fedjoint::site_agent::training {
@@ -48,6 +55,14 @@ class FederatedTrainer : public LocalTrainer {
   // RecalibrateNormalization); other models unchanged.
   absl::StatusOr<common::tensors::TensorMap> PrepareForInference(
       const v1::ModelConfig& model, common::tensors::TensorMap weights) override;
+  // Segmentation models: `config.steps` steps on every labelled slice of the site (no validation
+  // holdout), with the last segmentation round's batches, loss and augmentation, a cosine schedule
+  // from config.learning_rate without warm-up and a fresh optimizer; with parameters "decoder"
+  // the encoder's convolutions do not train. Normalization statistics are then re-estimated as in
+  // PrepareForInference.
+  absl::StatusOr<common::tensors::TensorMap> Personalize(
+      const v1::ModelConfig& model, common::tensors::TensorMap weights,
+      const v1::PersonalizationConfig& config) override;
 
   // Labelled slices per joint under `model`'s preprocessing, none held out for validation: what
   // the site declares when it joins. The coordinator refuses an update claiming more than the
@@ -59,6 +74,10 @@ class FederatedTrainer : public LocalTrainer {
  private:
   explicit FederatedTrainer(FederatedTrainerOptions options, common::data::Manifest manifest);
   absl::StatusOr<TrainingData> Data(const v1::ModelConfig& model, double validation_fraction);
+  // The options every segmentation run of this site shares (threads, loaders, progress).
+  TrainerOptions BaseOptions(const v1::ModelConfig& model, std::string label) const;
+  // The last segmentation round's training settings (the configuration defaults before any).
+  absl::StatusOr<v1::LocalTrainingConfig> LastSegmentationTraining() const;
 
   FederatedTrainerOptions options_;
   common::data::Manifest manifest_;

@@ -38,4 +38,10 @@ double LearningRateAt(const v1::OptimizerConfig& optimizer, int64_t step, int64_
   return lr;  // "constant" (and unset)
 }
 
+double LearningRateInRound(const v1::OptimizerConfig& optimizer, int64_t step, int64_t run_steps,
+                           int64_t round, int64_t rounds) {
+  if (rounds <= 0) return LearningRateAt(optimizer, step, run_steps);
+  return LearningRateAt(optimizer, round * run_steps + step, rounds * run_steps);
+}
+
 }  // namespace fedjoint::site_agent::training

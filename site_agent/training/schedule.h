@@ -24,4 +24,11 @@ absl::StatusOr<Budget> MakeBudget(const v1::LocalTrainingConfig& config, int64_t
 // fraction of the post-warm-up steps already done.
 double LearningRateAt(const v1::OptimizerConfig& optimizer, int64_t step, int64_t total_steps);
 
+// Step `step` of a run of `run_steps` steps that is round `round` (0-based) of `rounds` equal
+// runs sharing one schedule (a phase-wide schedule in a federation): the rate at step
+// round * run_steps + step of a schedule over rounds * run_steps steps. rounds <= 0: the run's own
+// schedule, LearningRateAt(optimizer, step, run_steps).
+double LearningRateInRound(const v1::OptimizerConfig& optimizer, int64_t step, int64_t run_steps,
+                           int64_t round, int64_t rounds);
+
 }  // namespace fedjoint::site_agent::training

@@ -70,6 +70,20 @@ struct SegmentationTrainer::State {
   // The shared head's channels of each joint (kShared only).
   std::vector<at::Tensor> shared_channels;
   std::vector<at::Tensor> shared_lut;  // joint label -> shared channel, per joint
+  // FedProx: the trained parameters and their values when Train() began.
+  std::vector<at::Tensor> proximal_params;
+  std::vector<at::Tensor> proximal_anchor;
+
+  void SetProximalAnchor() {
+    torch::NoGradGuard no_grad;
+    proximal_params.clear();
+    proximal_anchor.clear();
+    for (auto& p : net->parameters()) {
+      if (!p.requires_grad()) continue;
+      proximal_params.push_back(p);
+      proximal_anchor.push_back(p.detach().clone());
+    }
+  }
 
   absl::StatusOr<std::map<std::string, double>> Step(const data::Batch& batch);
   at::Tensor HeadLogits(const at::Tensor& logits, int64_t joint) const {
@@ -110,8 +124,19 @@ absl::StatusOr<std::unique_ptr<SegmentationTrainer>> SegmentationTrainer::Create
       state->shared_lut.push_back(torch::tensor(channels, torch::kLong));
     }
   }
+  std::vector<at::Tensor> trained;
+  for (auto& item : state->net->named_parameters()) {
+    if (options.frozen && options.frozen(item.key())) {
+      item.value().set_requires_grad(false);
+    } else {
+      trained.push_back(item.value());
+    }
+  }
+  if (trained.empty()) {
+    return absl::InvalidArgumentError("segmentation trainer: every parameter is frozen");
+  }
   ASSIGN_OR_RETURN(state->optimizer,
-                   MakeOptimizer(state->net->parameters(), options.training.optimizer()));
+                   MakeOptimizer(std::move(trained), options.training.optimizer()));
   state->head_loss = HeadLossOptions(options.training.loss());
   if (absl::Status valid = state->head_loss.Validate(); !valid.ok()) {
     return absl::InvalidArgumentError(
@@ -279,6 +304,16 @@ absl::StatusOr<std::map<std::string, double>> SegmentationTrainer::State::Step(
       values["shape_prior"] = shape.item<double>();
     }
 
+    const double mu = loss_config.proximal_mu();
+    if (mu > 0 && !proximal_params.empty()) {
+      at::Tensor proximal = torch::zeros({}, torch::kFloat);
+      for (size_t i = 0; i < proximal_params.size(); ++i) {
+        proximal = proximal + (proximal_params[i] - proximal_anchor[i]).pow(2).sum();
+      }
+      total = total + 0.5 * mu * proximal;
+      values["proximal"] = proximal.item<double>();
+    }
+
     optimizer->zero_grad();
     total.backward();
     const double clip = options.training.optimizer().grad_clip_norm();
@@ -299,36 +334,14 @@ absl::StatusOr<TrainSummary> SegmentationTrainer::Train() {
               s.options.training.loss().shape_prior_weight());
   }
   ASSIGN_OR_RETURN(auto sampler, MakeSampler(s.data.train, s.options.training, s.options.seed));
-  LoopOptions loop;
-  loop.label = s.options.label;
-  loop.training = s.options.training;
-  loop.loader_threads = s.options.loader_threads;
-  loop.run_dir = s.options.run_dir;
-  loop.resume = s.options.resume;
-  loop.show_progress = s.options.show_progress;
-  loop.stop_at_step = s.options.stop_at_step;
-  loop.stop_at_unix_s = s.options.stop_at_unix_s;
-  loop.on_progress = s.options.on_progress;
-  loop.fingerprint = RunFingerprint(s.options.model, s.options.training, s.options.seed);
   LoopHooks hooks;
   hooks.step = [&s](const data::Batch& batch) { return s.Step(batch); };
   if (s.data.validation->size() > 0) hooks.validate = [this] { return Validate(); };
   hooks.weights = [this] { return Weights(); };
   hooks.load_weights = [this](const TensorMap& w) { return LoadWeights(w); };
-  const v1::ModelConfig config = s.options.model;
-  hooks.write_model = [config](const std::filesystem::path& path, const TensorMap& weights,
-                               const common::tensors::Metadata& extra) {
-    return inference::WriteModelFile(path, weights, config, extra);
-  };
-  TrainSummary summary;
-  ASSIGN_OR_RETURN(summary.loop, RunTrainingLoop(loop, sampler, *s.optimizer, hooks));
-  for (const auto& [name, value] : summary.loop.last_losses) summary.metrics[name] = value;
-  for (const auto& [name, value] : summary.loop.last_validation.AsMetrics()) {
-    summary.metrics[name] = value;
-  }
-  summary.metrics["steps"] = static_cast<double>(summary.loop.steps_done);
-  summary.metrics["train_slices"] = static_cast<double>(s.data.train->size());
-  return summary;
+  if (s.options.training.loss().proximal_mu() > 0) s.SetProximalAnchor();
+  return RunTrainer(s.options, s.options.training, s.options.label, sampler, *s.optimizer,
+                    std::move(hooks), s.data.train->size());
 }
 
 absl::StatusOr<ValidationResult> SegmentationTrainer::Validate() {
@@ -458,6 +471,14 @@ absl::Status SegmentationTrainer::RecalibrateNormalization(int64_t batches) {
 }
 
 TensorMap SegmentationTrainer::Weights() const { return inference::StateDict(*state_->net); }
+
+absl::Status SegmentationTrainer::SaveOptimizerState(const std::filesystem::path& path) {
+  return SaveOptimizer(*state_->optimizer, path);
+}
+
+absl::Status SegmentationTrainer::LoadOptimizerState(const std::filesystem::path& path) {
+  return LoadOptimizer(*state_->optimizer, path);
+}
 common::model::UNet SegmentationTrainer::model() const { return state_->net; }
 const TrainingData& SegmentationTrainer::data() const { return state_->data; }
 const TrainerOptions& SegmentationTrainer::options() const { return state_->options; }

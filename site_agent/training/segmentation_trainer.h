@@ -4,6 +4,7 @@
 //   L = DiceCE over each sample's own joint head                    (segmentation)
 //     + λ_c · mean over scales of SupCon(domain as class)            (multi-scale contrastive)
 //     + λ_s · ||E(softmax(ŷ)) − E(onehot(y))||² (mean)               (shape prior)
+//     + μ/2 · ||w − w_start||²                                        (FedProx, when μ > 0)
 //
 // SupCon's negatives are the other joints' samples of the batch and, in a federation, the other
 // domains' prototypes sent with the task (a site usually holds one joint). The shape prior uses
@@ -25,35 +26,10 @@
 #include "common/tensors/torch_tensors.h"
 #include "fedjoint/v1/config.pb.h"
 #include "fedjoint/v1/federation.pb.h"
+#include "site_agent/training/trainer_options.h"
 #include "site_agent/training/training_data.h"
-#include "site_agent/training/training_loop.h"
 
 namespace fedjoint::site_agent::training {
-
-struct TrainerOptions {
-  v1::ModelConfig model;
-  v1::LocalTrainingConfig training;
-  uint64_t seed = 1;  // batches and augmentation (the network's init uses `init_seed`)
-  uint64_t init_seed = 0;
-  int threads = 0;  // intra-op threads; 0 = every core
-  int loader_threads = 2;
-  std::filesystem::path run_dir;  // checkpoints and metrics.jsonl; empty for none
-  bool resume = true;
-  bool show_progress = true;
-  int64_t stop_at_step = -1;  // see LoopOptions
-  double stop_at_unix_s = 0;  // see LoopOptions
-  std::function<void(double)> on_progress;
-  std::string label = "segmentation";
-  // Convolution weights and training batches in channels-last layout: ~25% faster training steps
-  // on CPU with LibTorch 1.13's oneDNN convolutions at this project's small widths (see
-  // docs/methods.md). Saved weights are always standard contiguous tensors.
-  bool channels_last = true;
-};
-
-struct TrainSummary {
-  LoopResult loop;
-  std::map<std::string, double> metrics;  // loss terms of the last epoch, val_dice_*, steps, ...
-};
 
 class SegmentationTrainer {
  public:
@@ -88,6 +64,12 @@ class SegmentationTrainer {
   // its own pre-averaging weights, and in eval mode they no longer match the averaged network's
   // activations (the demo's federated model scored Dice ~0 with them).
   absl::Status RecalibrateNormalization(int64_t batches = 100);
+
+  // The optimizer's state (AdamW moments...), kept at a site from one federated round to the next
+  // (OptimizerConfig.keep_state_across_rounds). Load before Train(); the state must be of an
+  // optimizer over the same parameters (same model, same frozen set).
+  absl::Status SaveOptimizerState(const std::filesystem::path& path);
+  absl::Status LoadOptimizerState(const std::filesystem::path& path);
 
   common::tensors::TensorMap Weights() const;
   common::model::UNet model() const;

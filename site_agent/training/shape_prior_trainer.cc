@@ -89,36 +89,14 @@ absl::StatusOr<TrainSummary> ShapePriorTrainer::Train() {
   // Masks carry no intensity: intensity augmentation would be wasted work.
   v1::LocalTrainingConfig training = s.options.training;
   ASSIGN_OR_RETURN(auto sampler, MakeSampler(s.data.train, training, s.options.seed));
-  LoopOptions loop;
-  loop.label = s.options.label == "segmentation" ? "shape prior" : s.options.label;
-  loop.training = training;
-  loop.loader_threads = s.options.loader_threads;
-  loop.run_dir = s.options.run_dir;
-  loop.resume = s.options.resume;
-  loop.show_progress = s.options.show_progress;
-  loop.stop_at_step = s.options.stop_at_step;
-  loop.stop_at_unix_s = s.options.stop_at_unix_s;
-  loop.on_progress = s.options.on_progress;
-  loop.fingerprint = RunFingerprint(s.options.model, training, s.options.seed);
   LoopHooks hooks;
   hooks.step = [&s](const data::Batch& batch) { return s.Step(batch); };
   if (s.data.validation->size() > 0) hooks.validate = [this] { return Validate(); };
   hooks.weights = [this] { return Weights(); };
   hooks.load_weights = [this](const TensorMap& w) { return LoadWeights(w); };
-  const v1::ModelConfig config = s.options.model;
-  hooks.write_model = [config](const std::filesystem::path& path, const TensorMap& weights,
-                               const common::tensors::Metadata& extra) {
-    return inference::WriteModelFile(path, weights, config, extra);
-  };
-  TrainSummary summary;
-  ASSIGN_OR_RETURN(summary.loop, RunTrainingLoop(loop, sampler, *s.optimizer, hooks));
-  for (const auto& [name, value] : summary.loop.last_losses) summary.metrics[name] = value;
-  for (const auto& [name, value] : summary.loop.last_validation.AsMetrics()) {
-    summary.metrics[name] = value;
-  }
-  summary.metrics["steps"] = static_cast<double>(summary.loop.steps_done);
-  summary.metrics["train_slices"] = static_cast<double>(s.data.train->size());
-  return summary;
+  return RunTrainer(s.options, training,
+                    s.options.label == "segmentation" ? "shape prior" : s.options.label, sampler,
+                    *s.optimizer, std::move(hooks), s.data.train->size());
 }
 
 absl::StatusOr<ValidationResult> ShapePriorTrainer::Validate() {

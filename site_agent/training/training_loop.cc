@@ -40,31 +40,6 @@ void SetLearningRate(torch::optim::Optimizer& optimizer, double lr) {
   for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
 }
 
-absl::Status SaveOptimizer(torch::optim::Optimizer& optimizer, const fs::path& path) {
-  const fs::path temp = path.string() + ".tmp";
-  try {
-    torch::serialize::OutputArchive archive;
-    optimizer.save(archive);
-    archive.save_to(temp.string());
-  } catch (const c10::Error& e) {
-    return absl::InternalError(fmt::format("{}: cannot save the optimizer state: {}", path.string(),
-                                           e.what_without_backtrace()));
-  }
-  return common::base::CommitTemporaryFile(temp, path);
-}
-
-absl::Status LoadOptimizer(torch::optim::Optimizer& optimizer, const fs::path& path) {
-  try {
-    torch::serialize::InputArchive archive;
-    archive.load_from(path.string());
-    optimizer.load(archive);
-  } catch (const c10::Error& e) {
-    return absl::DataLossError(fmt::format("{}: cannot read the optimizer state: {}", path.string(),
-                                           e.what_without_backtrace()));
-  }
-  return absl::OkStatus();
-}
-
 absl::StatusOr<std::optional<CheckpointState>> ReadState(const fs::path& run_dir) {
   const fs::path path = CheckpointDir(run_dir) / "state.json";
   std::error_code ec;
@@ -99,6 +74,31 @@ common::tensors::Metadata StepMetadata(int64_t step, int64_t total) {
 }
 
 }  // namespace
+
+absl::Status SaveOptimizer(torch::optim::Optimizer& optimizer, const fs::path& path) {
+  const fs::path temp = path.string() + ".tmp";
+  try {
+    torch::serialize::OutputArchive archive;
+    optimizer.save(archive);
+    archive.save_to(temp.string());
+  } catch (const c10::Error& e) {
+    return absl::InternalError(fmt::format("{}: cannot save the optimizer state: {}", path.string(),
+                                           e.what_without_backtrace()));
+  }
+  return common::base::CommitTemporaryFile(temp, path);
+}
+
+absl::Status LoadOptimizer(torch::optim::Optimizer& optimizer, const fs::path& path) {
+  try {
+    torch::serialize::InputArchive archive;
+    archive.load_from(path.string());
+    optimizer.load(archive);
+  } catch (const c10::Error& e) {
+    return absl::DataLossError(fmt::format("{}: cannot read the optimizer state: {}", path.string(),
+                                           e.what_without_backtrace()));
+  }
+  return absl::OkStatus();
+}
 
 void SetTrainingThreads(int threads) {
   const int n = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
@@ -224,7 +224,8 @@ absl::StatusOr<LoopResult> RunTrainingLoop(const LoopOptions& options,
   int64_t steps_done = state.step;
   for (int64_t step = state.step; step < end_step; ++step) {
     ASSIGN_OR_RETURN(data::Batch batch, loader->Next());
-    const double lr = LearningRateAt(options.training.optimizer(), step, budget.total_steps);
+    const double lr = LearningRateInRound(options.training.optimizer(), step, budget.total_steps,
+                                          options.schedule_round, options.schedule_rounds);
     SetLearningRate(optimizer, lr);
     ASSIGN_OR_RETURN(auto losses, hooks.step(batch));
     for (const auto& [name, value] : losses) {

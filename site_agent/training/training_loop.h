@@ -52,6 +52,11 @@ struct LoopOptions {
   // the upload, with the steps done so far (the last partial epoch is summarized, not validated).
   double stop_at_unix_s = 0;
   std::function<void(double)> on_progress;  // fraction of the budget done
+  // This run is round `schedule_round` (0-based) of `schedule_rounds` equal runs that share one
+  // learning-rate schedule: step s of this run is step schedule_round * budget + s of a schedule
+  // over schedule_rounds * budget steps. 0 rounds: the schedule spans this run alone.
+  int64_t schedule_round = 0;
+  int64_t schedule_rounds = 0;
   // Identifies the run's configuration (model, training, seed): a checkpoint written under a
   // different fingerprint is refused instead of silently continued.
   std::string fingerprint;
@@ -101,6 +106,11 @@ std::string RunFingerprint(const v1::ModelConfig& model, const v1::LocalTraining
 
 // Intra-op threads: `threads` when > 0, else every core.
 void SetTrainingThreads(int threads);
+
+// An optimizer's state (moments, momentum, step counts) as a LibTorch archive, written atomically;
+// read back into an optimizer over the same parameters. Errors name the file.
+absl::Status SaveOptimizer(torch::optim::Optimizer& optimizer, const std::filesystem::path& path);
+absl::Status LoadOptimizer(torch::optim::Optimizer& optimizer, const std::filesystem::path& path);
 
 // AdamW or SGD (with momentum) over `parameters`, as the config says; the learning rate is set
 // per step by the loop.

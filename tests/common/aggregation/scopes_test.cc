@@ -34,6 +34,26 @@ TEST(ResolveScopeTest, FirstMatchingRuleWins) {
   EXPECT_EQ(DescribeScope(*ResolveScope("heads.shoulder.bias", rules, joints)), "domain:shoulder");
 }
 
+TEST(ResolveScopeTest, AJointsOwnTensorsAreNeverGlobal) {
+  // FedAvg of "every tensor": heads and normalization of a joint still only average over the
+  // sites holding it (a site without the joint would send its untrained copy).
+  std::vector<ScopeRule> everything = {{"*", Scope::kGlobal}};
+  std::vector<std::string> joints = {"ankle", "knee"};
+  EXPECT_EQ(*ResolveScope("heads.knee.weight", everything, joints),
+            (ResolvedScope{Scope::kDomain, "knee"}));
+  EXPECT_EQ(*ResolveScope("decoder.blocks.0.bn1.norms.ankle.running_mean", everything, joints),
+            (ResolvedScope{Scope::kDomain, "ankle"}));
+  EXPECT_EQ(*ResolveScope("encoder.conv1.weight", everything, joints),
+            (ResolvedScope{Scope::kGlobal, ""}));
+  // The shared variant's normalization belongs to no joint: global as written.
+  EXPECT_EQ(*ResolveScope("encoder.bn1.norms.shared.weight", everything, joints),
+            (ResolvedScope{Scope::kGlobal, ""}));
+  // A site rule still keeps them at the site.
+  std::vector<ScopeRule> fedbn = {{"*.norms.*", Scope::kSite}, {"*", Scope::kGlobal}};
+  EXPECT_EQ(*ResolveScope("encoder.bn1.norms.knee.weight", fedbn, joints),
+            (ResolvedScope{Scope::kSite, ""}));
+}
+
 TEST(ResolveScopeTest, ErrorsNameTheParameter) {
   std::vector<ScopeRule> rules = {{"heads.*", Scope::kDomain}};
   std::vector<std::string> joints = {"knee"};

@@ -61,13 +61,15 @@ class FederatedJobTest : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(dir_); }
 
-  std::unique_ptr<FederatedJob> MakeJob(const std::string& weighting = "uniform", int rounds = 1) {
+  std::unique_ptr<FederatedJob> MakeJob(const std::string& weighting = "uniform", int rounds = 1,
+                                        const std::string& server_optimizer = "sgd") {
     JobOptions options;
     options.job_id = "job-1";
     options.orchestrator.min_sites = 2;
     options.orchestrator.min_updates = 2;
     options.orchestrator.round_deadline_s = 100;
     options.phases = {Phase(rounds, weighting)};
+    options.phases[0].set_server_optimizer(server_optimizer);
     auto job = FederatedJob::Create(options, dir_ / "state", signer_, FakeInitialModel, kT0);
     EXPECT_TRUE(job.ok()) << job.status();
     return job.ok() ? std::move(*job) : nullptr;
@@ -153,6 +155,8 @@ TEST_F(FederatedJobTest, ARoundAveragesTheSharedTensorsAndKeepsTheSiteScopedOnes
   ASSERT_TRUE(task.ok()) << task.status();
   ASSERT_EQ(task->kind(), fedjoint::v1::Task::TRAIN);
   EXPECT_EQ(task->round(), 1);
+  EXPECT_EQ(task->phase_round(), 1);
+  EXPECT_EQ(task->phase_rounds(), 1);
   EXPECT_EQ(task->scopes_size(), 3);
 
   ASSERT_TRUE(Upload(*job, "a", 1, 10, 1, 2, kT0 + 2).ok());
@@ -223,7 +227,32 @@ TEST_F(FederatedJobTest, ARestartedJobResumesAfterTheLastCommittedRound) {
   auto task = job->TaskFor("b", kT0 + 10);
   ASSERT_TRUE(task.ok());
   EXPECT_EQ(task->round(), 2) << "round 2 starts from round 1's model";
+  EXPECT_EQ(task->phase_round(), 2);
+  EXPECT_EQ(task->phase_rounds(), 2);
   EXPECT_EQ(task->model_digest(), job->LatestModel()->digest());
+}
+
+TEST_F(FederatedJobTest, FedAvgMomentumKeepsItsVelocityAcrossARestart) {
+  {
+    auto job = MakeJob("uniform", /*rounds=*/2, "momentum");
+    ASSERT_TRUE(job);
+    RunFirstRound(*job);  // d = average (2, 2) - start (0, 0): m = d, the model is the average
+    EXPECT_EQ(Latest(*job)["encoder.w"], (std::vector<float>{2, 2}));
+    EXPECT_TRUE(fs::exists(dir_ / "state/rounds/0001/server_state.safetensors"));
+  }
+  auto job = MakeJob("uniform", /*rounds=*/2, "momentum");  // a restarted coordinator
+  ASSERT_TRUE(job);
+  Join(*job, "a", 10);
+  Join(*job, "b", 30);
+  ASSERT_TRUE(job->Tick(kT0 + 10).ok());
+  ASSERT_TRUE(Upload(*job, "a", 2, 10, 3, 2, kT0 + 11).ok());
+  ASSERT_TRUE(Upload(*job, "b", 2, 30, 5, 4, kT0 + 12).ok());
+  ASSERT_TRUE(job->Tick(kT0 + 13).ok());
+  ASSERT_EQ(job->finished_rounds(), 2);
+  // d = (4, 4) - (2, 2): m = 0.9 * 2 + 2 = 3.8 (plain FedAvg would give 4).
+  auto latest = Latest(*job);
+  ASSERT_EQ(latest["encoder.w"].size(), 2u);
+  EXPECT_NEAR(latest["encoder.w"][0], 5.8f, 1e-5);
 }
 
 }  // namespace

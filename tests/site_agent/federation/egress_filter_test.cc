@@ -48,7 +48,7 @@ TEST(EgressFilterTest, OnlyGlobalAndOwnJointTensorsLeave) {
                                               "encoder.bn1.norms.knee.weight"));
 }
 
-TEST(EgressFilterTest, IntegerTensorsStayEvenUnderACatchAllGlobalRule) {
+TEST(EgressFilterTest, IntegerTensorsStayAndOtherJointsTensorsNeverLeaveUnderACatchAllGlobalRule) {
   fedjoint::v1::Task task = FedBnTask();
   task.clear_scopes();
   auto* all = task.add_scopes();
@@ -59,6 +59,9 @@ TEST(EgressFilterTest, IntegerTensorsStayEvenUnderACatchAllGlobalRule) {
   auto split = filter->Split(TwoJointModel());
   ASSERT_TRUE(split.ok());
   EXPECT_THAT(Names(split->site), ElementsAre("encoder.bn1.norms.knee.num_batches_tracked"));
+  // The ankle head, which this knee site never trained, is not sent.
+  EXPECT_THAT(Names(split->shared), ElementsAre("encoder.bn1.norms.knee.weight",
+                                                "encoder.conv1.weight", "heads.knee.weight"));
   auto site = filter->SiteScoped(TwoJointModel());
   ASSERT_TRUE(site.ok());
   EXPECT_THAT(Names(*site), ElementsAre("encoder.bn1.norms.knee.num_batches_tracked"));

@@ -88,6 +88,17 @@ TEST(ScheduleTest, WarmupThenCosineOrPoly) {
   optimizer.set_schedule("constant");
   EXPECT_DOUBLE_EQ(LearningRateAt(optimizer, 9, 10), 1.0);
 
+  // One schedule over 4 rounds of 10 steps: warm-up in the first round only, the last round ends
+  // near 0 instead of restarting at the full rate.
+  optimizer.set_schedule("cosine");
+  optimizer.set_warmup_steps(4);
+  EXPECT_DOUBLE_EQ(LearningRateInRound(optimizer, 0, 10, 0, 4), 0.2);
+  EXPECT_DOUBLE_EQ(LearningRateInRound(optimizer, 0, 10, 1, 4), LearningRateAt(optimizer, 10, 40));
+  EXPECT_LT(LearningRateInRound(optimizer, 0, 10, 1, 4), 1.0);
+  EXPECT_GT(LearningRateInRound(optimizer, 0, 10, 1, 4), 0.9);
+  EXPECT_LT(LearningRateInRound(optimizer, 9, 10, 3, 4), 0.01);
+  EXPECT_DOUBLE_EQ(LearningRateInRound(optimizer, 0, 10, 3, 0), 0.2);  // no rounds: per run
+
   v1::LocalTrainingConfig training;
   training.set_epochs(3);
   EXPECT_EQ(MakeBudget(training, 7)->total_steps, 21);
