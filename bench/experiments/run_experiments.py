@@ -24,10 +24,8 @@ sizes reuses finished runs. --quick is a smoke size for CI (minutes, numbers mea
 
 import argparse
 import dataclasses
-import json
 import signal
 import sys
-import time
 from pathlib import Path
 
 import yaml
@@ -53,22 +51,12 @@ class Experiments:
         self.runs = self.out / "runs"
         self.logs = self.out / "logs"
         self.rows = []       # evaluation rows (report.Row)
-        self.started = time.time()
+        self.progress = harness.Progress()
 
     def check_sizes(self):
-        """Finished runs are reused, so a folder holds runs of one set of sizes only: a model
-        trained on another fold split would be tested on subjects it was trained on."""
-        path = self.out / "sizes.json"
         mine = dataclasses.asdict(self.sizes)
         mine["scarcity"] = list(mine["scarcity"])
-        if path.exists():
-            theirs = json.loads(path.read_text())
-            if theirs != mine:
-                raise Failure(f"{self.out} holds runs of other sizes ({theirs}); choose another "
-                              f"--out or delete it")
-        else:
-            self.out.mkdir(parents=True, exist_ok=True)
-            write_atomically(path, json.dumps(mine, indent=1) + "\n")
+        harness.check_sizes(self.out, mine)
 
     # ------------------------------------------------------------------ data
 

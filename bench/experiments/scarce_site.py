@@ -39,10 +39,8 @@ every run's folder; a rerun with the same sizes reuses finished runs.
 import argparse
 import csv
 import dataclasses
-import json
 import signal
 import sys
-import time
 from pathlib import Path
 from statistics import mean
 
@@ -127,23 +125,10 @@ class Experiment:
         self.runs = self.out / "runs"
         self.logs = self.out / "logs"
         self.results = []  # dicts: scheme fold seed site joint subject dice
-        self.started = time.time()
-
-    def progress(self, what):
-        m, s = divmod(int(time.time() - self.started), 60)
-        print(f"[{m}m{s:02d}s] {what}", flush=True)
+        self.progress = harness.Progress()
 
     def check_sizes(self):
-        path = self.out / "sizes.json"
-        mine = dataclasses.asdict(self.sizes)
-        if path.exists():
-            theirs = json.loads(path.read_text())
-            if theirs != mine:
-                raise Failure(f"{self.out} holds runs of other sizes ({theirs}); choose another "
-                              f"--out or delete it")
-        else:
-            self.out.mkdir(parents=True, exist_ok=True)
-            write_atomically(path, json.dumps(mine, indent=1) + "\n")
+        harness.check_sizes(self.out, dataclasses.asdict(self.sizes))
 
     # ------------------------------------------------------------------ data
 

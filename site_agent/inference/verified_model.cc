@@ -95,6 +95,26 @@ absl::StatusOr<VerifiedModel> LoadVerifiedModel(const fs::path& path, const Mode
         path.string(), sig.string()));
   }
   ASSIGN_OR_RETURN(model.file, ReadModelFile(layout.weights));
+  // A personalized model (STATE/personalized/) is the signed global model fine-tuned here: the
+  // signature proves where it started, not the weights in use, which are this site's own.
+  const bool personalized = layout.federated && model.file.metadata.count("fedjoint.personalized");
+  if (personalized) {
+    if (!trust.allow_unsigned) {
+      return absl::UnauthenticatedError(fmt::format(
+          "model {} was personalized at this site ({}): its weights are this site's own, "
+          "fine-tuned from the consortium model {}, so no consortium signature covers them; pass "
+          "--allow-unsigned to use it, or use the global model in final/",
+          layout.weights.string(), model.file.metadata.at("fedjoint.personalized"),
+          layout.signed_file.string()));
+    }
+    model.provenance = fmt::format(
+        "{} (personalized at this site from {}, {}; the fine-tuned weights are not signed)",
+        layout.weights.string(), layout.signed_file.string(),
+        model.signed_by_consortium ? "whose consortium signature was checked"
+                                   : "signature NOT checked");
+    model.signed_by_consortium = false;
+    return model;
+  }
   if (layout.federated) {
     RETURN_IF_ERROR(CheckMergedAgainstGlobal(model.file, layout.signed_file));
   }

@@ -318,6 +318,29 @@ TEST_F(SegmentCommandTest, PulledFederatedModelIsVerifiedAndTamperingRefused) {
   EXPECT_THAT(run.output, HasSubstr("tensor 'heads.knee.bias' differs from the signed global"));
 }
 
+TEST_F(SegmentCommandTest, APersonalizedModelIsTheSitesOwnAndSaysWhereItStarted) {
+  // STATE/personalized/: the signed global model beside weights fine-tuned at the site.
+  const fs::path personal = *dir_ / "personalized";
+  fs::create_directories(personal);
+  fs::copy(*dir_ / "pulled", personal,
+           fs::copy_options::overwrite_existing | fs::copy_options::recursive);
+  common::tensors::TensorMap weights = Weights(7);
+  weights["heads.knee.bias"] = weights["heads.knee.bias"] + 0.1;
+  ASSERT_TRUE(WriteModelFile(personal / "model.safetensors", weights, Config(),
+                             {{"fedjoint.personalized", "20 steps"}})
+                  .ok());
+  const std::string args =
+      fmt::format("--model {} --joint knee --input {} --output {} {}", personal.string(),
+                  (*dir_ / "tilted.nii.gz").string(), (*dir_ / "personal.nii.gz").string(), Ca());
+  Outcome run = Segment(args);
+  EXPECT_EQ(run.exit_code, 1) << run.output;
+  EXPECT_THAT(run.output, HasSubstr("was personalized at this site (20 steps)"));
+  EXPECT_THAT(run.output, HasSubstr("--allow-unsigned"));
+  run = Segment(args + " --allow-unsigned");
+  EXPECT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_THAT(run.output, HasSubstr("whose consortium signature was checked"));
+}
+
 TEST_F(SegmentCommandTest, SiteWithoutNormalizationTensorsIsToldWhy) {
   Outcome run = Segment(fmt::format(
       "--model {} --joint knee --input {} --output {} {}", (*dir_ / "global-only").string(),
