@@ -39,7 +39,7 @@ done
 
 # Budget: meant to keep the whole demo near 10 minutes on 2 cores, and the same as `make
 # scarce-site`'s (docs/results.md). 12 x 25 + 60 used 19 min of CPU time in all (19.5 min wall on
-# 2 shared cores); 10 x 20 + 50 trains ~30 % fewer steps.
+# 2 shared cores); 10 x 20 + 50 took 7 min 13 s on 2 idle cores (README).
 rounds=${DEMO_ROUNDS:-10}                 # federated rounds
 steps=${DEMO_STEPS:-20}                   # local steps per site per round
 personal_steps=${DEMO_PERSONAL_STEPS:-50} # fine-tuning steps of the final model at each site
