@@ -2,6 +2,8 @@
 result folder was made with, and progress lines with the elapsed time."""
 
 import json
+import signal
+import sys
 import time
 from pathlib import Path
 
@@ -46,3 +48,23 @@ class Progress:
     def __call__(self, what):
         m, s = divmod(int(self.elapsed()), 60)
         print(f"[{m}m{s:02d}s] {what}", flush=True)
+
+
+def _stop_on_sigterm(signum, frame):
+    # Like Ctrl-C: the `finally` blocks stop every process a federation started.
+    raise KeyboardInterrupt
+
+
+def run(name, body) -> int:
+    """Runs body() as a script's main part: SIGTERM acts like Ctrl-C, a Failure or an interrupt
+    is reported under `name`; returns the exit status (0, 1, 130)."""
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        body()
+    except Failure as failure:
+        print(f"{name}: FAILED: {failure}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted; finished runs are kept and reused", file=sys.stderr)
+        return 130
+    return 0

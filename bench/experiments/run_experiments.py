@@ -24,7 +24,6 @@ sizes reuses finished runs. --quick is a smoke size for CI (minutes, numbers mea
 
 import argparse
 import dataclasses
-import signal
 import sys
 from pathlib import Path
 
@@ -34,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from configs import (DOMAIN, FULL, JOINTS, POOLED, QUICK, SCHEMES, SCOPES, SEED,  # noqa: E402
                      TRANSFER_SOURCE, Sizes, phases, write_site_config)
 from federation import Consortium, SiteSpec, federate, round_metrics  # noqa: E402
-from procs import Failure, run_logged, run_parallel, write_atomically  # noqa: E402
+from procs import run_logged, run_parallel, write_atomically  # noqa: E402
 import harness  # noqa: E402
 import plots  # noqa: E402
 import report  # noqa: E402
@@ -223,10 +222,6 @@ class Experiments:
                 for phase, r, metrics in round_metrics(run) if phase == "segmentation"]
 
 
-def stop_on_sigterm(signum, frame):
-    # Like Ctrl-C: the `finally` blocks stop every process a federation started.
-    raise KeyboardInterrupt
-
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -246,10 +241,10 @@ def main():
     if sizes.steps % sizes.rounds != 0:
         parser.error(f"--steps must be a multiple of the {sizes.rounds} federated rounds, so that "
                      f"federated sites train as many steps as the others")
-    signal.signal(signal.SIGTERM, stop_on_sigterm)
 
     command = " ".join(["bench/experiments/run_experiments.py", *sys.argv[1:]])
-    try:
+
+    def body():
         e = Experiments(args, sizes)
         e.check_sizes()
         e.make_data()
@@ -263,14 +258,9 @@ def main():
         figures = plots.make_all(e.rows, per_round, e.out, labels)
         report.write_markdown(e.rows, per_round, figures, e.out / "results.md", command,
                               sizes, e.progress.elapsed(), labels)
-    except Failure as failure:
-        print(f"experiments: FAILED: {failure}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("experiments: interrupted; finished runs are kept and reused", file=sys.stderr)
-        return 130
-    e.progress(f"done: {e.out / 'results.md'}")
-    return 0
+        e.progress(f"done: {e.out / 'results.md'}")
+
+    return harness.run("experiments", body)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,6 @@ every run's folder; a rerun with the same sizes reuses finished runs.
 import argparse
 import csv
 import dataclasses
-import signal
 import sys
 from pathlib import Path
 from statistics import mean
@@ -50,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from consortium import SITES, Dataset, Site  # noqa: E402
 from configs import STRUCTURES  # noqa: E402
 from federation import Consortium, SiteSpec, federate  # noqa: E402
-from procs import Failure, run_logged, run_parallel, write_atomically  # noqa: E402
+from procs import run_logged, run_parallel, write_atomically  # noqa: E402
 import harness  # noqa: E402
 import scarce_report  # noqa: E402
 
@@ -304,9 +303,6 @@ class Experiment:
         write_atomically(self.out / "results.csv", text)
 
 
-def stop_on_sigterm(signum, frame):
-    raise KeyboardInterrupt
-
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -326,9 +322,9 @@ def main():
             setattr(sizes, field, getattr(args, field))
     if sizes.folds < 1 or sizes.seeds < 1:
         parser.error("need --folds >= 1 and --seeds >= 1")
-    signal.signal(signal.SIGTERM, stop_on_sigterm)
     command = " ".join(["bench/experiments/scarce_site.py", *sys.argv[1:]])
-    try:
+
+    def body():
         e = Experiment(args, sizes)
         e.check_sizes()
         e.make_data()
@@ -347,14 +343,9 @@ def main():
                     e.federated(consortium, fold, seed, "joint-norms")
                     e.save()
                 scarce_report.write(e.results, e.out, command, sizes, e.progress.elapsed())
-    except Failure as failure:
-        print(f"scarce-site: FAILED: {failure}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("scarce-site: interrupted; finished runs are kept and reused", file=sys.stderr)
-        return 130
-    e.progress(f"done: {e.out / 'results.md'}")
-    return 0
+        e.progress(f"done: {e.out / 'results.md'}")
+
+    return harness.run("scarce-site", body)
 
 
 if __name__ == "__main__":

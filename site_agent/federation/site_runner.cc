@@ -39,6 +39,20 @@ double TrainUntil(const fedjoint::v1::Task& task, double now_s) {
   return task.deadline_unix_s() - std::min(120.0, 0.2 * left);
 }
 
+// Copies a signed global model and its signature into `out_dir` as global.safetensors (+ .sig),
+// the pair `segment` verifies a model folder against.
+absl::Status CopySignedGlobal(const fs::path& global_path, const fs::path& out_dir) {
+  std::error_code ec;
+  fs::copy_file(global_path, out_dir / "global.safetensors", fs::copy_options::overwrite_existing,
+                ec);
+  if (!ec) {
+    fs::copy_file(common::security::SignaturePathFor(global_path),
+                  out_dir / "global.safetensors.sig", fs::copy_options::overwrite_existing, ec);
+  }
+  if (ec) return absl::InternalError(absl::StrCat(out_dir.string(), ": ", ec.message()));
+  return absl::OkStatus();
+}
+
 bool Transient(const absl::Status& s) {
   return absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s) || absl::IsCancelled(s);
 }
@@ -354,14 +368,7 @@ absl::Status SiteRunner::ExportModel(const fs::path& global_path, const std::str
     return s;
   }
   // The signed global model travels with it, so `segment` can check where it came from.
-  fs::copy_file(global_path, out_dir / "global.safetensors", fs::copy_options::overwrite_existing,
-                ec);
-  if (!ec) {
-    fs::copy_file(common::security::SignaturePathFor(global_path),
-                  out_dir / "global.safetensors.sig", fs::copy_options::overwrite_existing, ec);
-  }
-  if (ec) return absl::InternalError(absl::StrCat(out_dir.string(), ": ", ec.message()));
-  return absl::OkStatus();
+  return CopySignedGlobal(global_path, out_dir);
 }
 
 absl::Status SiteRunner::Finish(const std::string& session, const fedjoint::v1::Task& task) {
@@ -406,10 +413,7 @@ absl::Status SiteRunner::Personalize(const fs::path& final_dir, const fs::path& 
       !s.ok()) {
     return s;
   }
-  for (const char* name : {"global.safetensors", "global.safetensors.sig"}) {
-    fs::copy_file(final_dir / name, out_dir / name, fs::copy_options::overwrite_existing, ec);
-    if (ec) return absl::InternalError(absl::StrCat((out_dir / name).string(), ": ", ec.message()));
-  }
+  if (auto s = CopySignedGlobal(final_dir / "global.safetensors", out_dir); !s.ok()) return s;
   Log()->info("personalized model in {}", out_dir.string());
   return absl::OkStatus();
 }

@@ -296,6 +296,20 @@ TEST_F(SegmentCommandTest, SurfacesAreClosedAndSitInPhysicalSpace) {
   }
 }
 
+// A copy of the pulled model folder (signed global model beside it) whose model.safetensors has
+// the knee head's bias moved by `shift`, written with `extra` metadata.
+fs::path PulledWithOtherWeights(const fs::path& dir, const std::string& name, double shift,
+                                const common::tensors::Metadata& extra) {
+  const fs::path copy = dir / name;
+  fs::create_directories(copy);
+  fs::copy(dir / "pulled", copy,
+           fs::copy_options::overwrite_existing | fs::copy_options::recursive);
+  common::tensors::TensorMap weights = Weights(7);
+  weights["heads.knee.bias"] = weights["heads.knee.bias"] + shift;
+  EXPECT_TRUE(WriteModelFile(copy / "model.safetensors", weights, Config(), extra).ok());
+  return copy;
+}
+
 TEST_F(SegmentCommandTest, PulledFederatedModelIsVerifiedAndTamperingRefused) {
   const fs::path out = *dir_ / "pulled.nii.gz";
   Outcome run = Segment(fmt::format("--model {} --joint knee --input {} --output {} {}",
@@ -305,13 +319,7 @@ TEST_F(SegmentCommandTest, PulledFederatedModelIsVerifiedAndTamperingRefused) {
   EXPECT_THAT(run.output, HasSubstr("consortium-signed"));
 
   // model.safetensors with a shared tensor that differs from the signed global model.
-  const fs::path tampered = *dir_ / "tampered";
-  fs::create_directories(tampered);
-  fs::copy(*dir_ / "pulled", tampered,
-           fs::copy_options::overwrite_existing | fs::copy_options::recursive);
-  common::tensors::TensorMap weights = Weights(7);
-  weights["heads.knee.bias"] = weights["heads.knee.bias"] + 1.0;
-  ASSERT_TRUE(WriteModelFile(tampered / "model.safetensors", weights, Config()).ok());
+  const fs::path tampered = PulledWithOtherWeights(*dir_, "tampered", 1.0, {});
   run = Segment(fmt::format("--model {} --joint knee --input {} --output {} {}", tampered.string(),
                             (*dir_ / "tilted.nii.gz").string(), out.string(), Ca()));
   EXPECT_EQ(run.exit_code, 1) << run.output;
@@ -320,15 +328,8 @@ TEST_F(SegmentCommandTest, PulledFederatedModelIsVerifiedAndTamperingRefused) {
 
 TEST_F(SegmentCommandTest, APersonalizedModelIsTheSitesOwnAndSaysWhereItStarted) {
   // STATE/personalized/: the signed global model beside weights fine-tuned at the site.
-  const fs::path personal = *dir_ / "personalized";
-  fs::create_directories(personal);
-  fs::copy(*dir_ / "pulled", personal,
-           fs::copy_options::overwrite_existing | fs::copy_options::recursive);
-  common::tensors::TensorMap weights = Weights(7);
-  weights["heads.knee.bias"] = weights["heads.knee.bias"] + 0.1;
-  ASSERT_TRUE(WriteModelFile(personal / "model.safetensors", weights, Config(),
-                             {{"fedjoint.personalized", "20 steps"}})
-                  .ok());
+  const fs::path personal =
+      PulledWithOtherWeights(*dir_, "personalized", 0.1, {{"fedjoint.personalized", "20 steps"}});
   const std::string args =
       fmt::format("--model {} --joint knee --input {} --output {} {}", personal.string(),
                   (*dir_ / "tilted.nii.gz").string(), (*dir_ / "personal.nii.gz").string(), Ca());
