@@ -136,7 +136,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Pki& pki,
   auto c = std::make_unique<Coordinator>();
   auto job = coordinator::FederatedJob::Create(
       options, state, std::make_shared<common::security::ModelSigner>(std::move(*signer)),
-      FlatModel(setup.params), coordinator::NowSeconds());
+      FlatModel(setup.params), coordinator::SystemClockSeconds());
   if (!job.ok()) return job.status();
   c->job = std::move(*job);
   coordinator::ServerOptions server_options;

@@ -13,6 +13,7 @@
 #include "common/security/revocation_list.h"
 #include "common/security/tls_credentials.h"
 #include "coordinator/initial_model.h"
+#include "coordinator/job/federated_job.h"
 #include "coordinator/phase_scope_check.h"
 #include "coordinator/service/coordinator_server.h"
 #include "coordinator/store/checkpoint_store.h"
@@ -56,7 +57,7 @@ absl::Status Serve(const std::string& config_path) {
   auto job =
       FederatedJob::Create(options, config->state_dir(),
                            std::make_shared<common::security::ModelSigner>(std::move(*signer)),
-                           BuildInitialModel, NowSeconds());
+                           BuildInitialModel, SystemClockSeconds());
   if (!job.ok()) return job.status();
 
   ServerOptions server_options;
@@ -80,10 +81,10 @@ absl::Status Serve(const std::string& config_path) {
     }
     if (state == RoundState::kDone) {
       if (done_since < 0) {
-        done_since = NowSeconds();
+        done_since = SystemClockSeconds();
         log->info("job done: {} rounds; final model in {}", (*job)->finished_rounds(),
                   (fs::path(config->state_dir()) / "rounds").string());
-      } else if (NowSeconds() - done_since > 30) {
+      } else if (SystemClockSeconds() - done_since > 30) {
         break;
       }
     }

@@ -127,7 +127,24 @@ def ratio_table(results):
     return "\n".join(lines)
 
 
-def write(results, out: Path, command, sizes, seconds):
+def structure_table(structures):
+    """Mean Dice per (site, bone) and scheme, over units and test subjects: where a mean over
+    bones hides a bone that one scheme never segments."""
+    rows = sorted({(r["site"], r["structure"]) for r in structures})
+    schemes = [s for s in ORDER if any(r["scheme"] == s for r in structures)]
+    cells = {}
+    for r in structures:
+        cells.setdefault((r["scheme"], r["site"], r["structure"]), []).append(r["dice"])
+    lines = ["| site | bone | " + " | ".join(LABELS[s] for s in schemes) + " |",
+             "|---|---|" + "---|" * len(schemes)]
+    for site, name in rows:
+        values = [f"{mean(cells[(s, site, name)]):.2f}" if (s, site, name) in cells else "–"
+                  for s in schemes]
+        lines.append(f"| {site} | {name} | " + " | ".join(values) + " |")
+    return "\n".join(lines)
+
+
+def write(results, out: Path, command, sizes, seconds, structures=None):
     sites = sites_of(results)
     scarce = [s for s in sites if s == "scarce"]
     # The target, fixed before the run: does the scarce site gain by joining (the recipe, and its
@@ -167,6 +184,12 @@ Sizes: {sizes}.
 
 ![Dice per site and scheme](scarce_dice.png)
 """
+    if structures:
+        text += f"""
+## Dice per bone (mean over units and test subjects)
+
+{structure_table(structures)}
+"""
     import scarce_plots  # matplotlib only when writing (the statistics tests do not need it)
     scarce_plots.dice_per_site(results, out / "scarce_dice.png")
     write_atomically(out / "results.md", text)
@@ -182,4 +205,8 @@ def read_csv(path: Path) -> list:
 if __name__ == "__main__":
     # Re-renders results.md from a run's results.csv: scarce_report.py OUT_DIR "command" "sizes"
     folder = Path(sys.argv[1])
-    write(read_csv(folder / "results.csv"), folder, sys.argv[2], sys.argv[3], 0)
+    structures = None
+    if (folder / "structures.csv").exists():
+        with open(folder / "structures.csv", newline="") as f:
+            structures = [{**r, "dice": float(r["dice"])} for r in csv.DictReader(f)]
+    write(read_csv(folder / "results.csv"), folder, sys.argv[2], sys.argv[3], 0, structures)

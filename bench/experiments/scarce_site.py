@@ -3,6 +3,8 @@
 
   bench/experiments/scarce_site.py [--quick] [--build-dir build] [--out bench-out/scarce-site]
                                    [--seeds N] [--folds K] [--rounds R] [--steps-per-round N]
+                                   [--personal-steps N] [--test-subjects N]
+                                   [--held-out test|validation] [--baseline-seeds N]
 
 A consortium of four hospital sites on the built-in phantoms, every joint held by at least two
 sites in different contrasts or scanner settings (consortium.py):
@@ -56,6 +58,7 @@ import scarce_report  # noqa: E402
 FEDERATION_TIMEOUT_S = 4 * 3600
 FEDBN_SCOPES = [{"pattern": "*.norms.*", "scope": "site"}, {"pattern": "heads.*", "scope": "domain"},
                 {"pattern": "*", "scope": "global"}]
+HELD_OUT_FIRST_INDEX = {"test": 100, "validation": 200}
 SCHEMES = ["individual", "central", "fedbn", "recipe", "personal", "joint-norms"]
 
 
@@ -68,6 +71,9 @@ class Sizes:
     personal_steps: int
     test_subjects: int
     width: float
+    # Which children are scored: "test" (indices from 100) for results, "validation" (from 200,
+    # never a test child) for choosing a budget or an option without looking at the test set.
+    held_out: str = "test"
 
     @property
     def steps(self):  # per site, federated
@@ -124,6 +130,7 @@ class Experiment:
         self.runs = self.out / "runs"
         self.logs = self.out / "logs"
         self.results = []  # dicts: scheme fold seed site joint subject dice
+        self.structures = []  # dicts: scheme fold seed site structure subject dice
         self.progress = harness.Progress()
 
     def check_sizes(self):
@@ -140,8 +147,10 @@ class Experiment:
             for d in site.datasets:
                 common = ["--joint", d.joint, "--domain", d.domain, "--seed", d.seed,
                           *d.phantom_args]
+                held_out = self.sizes.held_out
                 for part, first, n in (("train", 0, self.pool_size(site, d)),
-                                       ("test", 100, self.sizes.test_subjects)):
+                                       (held_out, HELD_OUT_FIRST_INDEX[held_out],
+                                        self.sizes.test_subjects)):
                     dst = self.data / site.name / f"{d.joint}-{part}"
                     if (dst / "manifest.yaml").exists():
                         continue
@@ -183,9 +192,10 @@ class Experiment:
         return self.manifest(parts, self.data / "manifests" / key / f"{site.name}-train.yaml")
 
     def test_manifest(self, site: Site) -> Path:
-        return self.manifest([(site.name, self.data / site.name / f"{d.joint}-test", None)
+        held_out = self.sizes.held_out
+        return self.manifest([(site.name, self.data / site.name / f"{d.joint}-{held_out}", None)
                               for d in site.datasets],
-                             self.data / "manifests" / f"{site.name}-test.yaml")
+                             self.data / "manifests" / f"{site.name}-{held_out}.yaml")
 
     # ------------------------------------------------------------------ training
 
@@ -222,6 +232,9 @@ class Experiment:
         with open(out / "metrics.csv", newline="") as f:
             for r in csv.DictReader(f):
                 per_subject.setdefault(r["subject"], []).append(float(r["dice"]))
+                self.structures.append({"scheme": scheme, "fold": fold, "seed": seed,
+                                        "site": site.name, "structure": r["structure"],
+                                        "subject": r["subject"], "dice": float(r["dice"])})
         for subject, dices in per_subject.items():
             self.results.append({"scheme": scheme, "fold": fold, "seed": seed, "site": site.name,
                                  "joint": joints[subject], "subject": subject,
@@ -277,11 +290,16 @@ class Experiment:
                 self.evaluate(personal, site, "personal", fold, seed,
                               run / "evaluation-personal" / site.name)
 
-    def baselines(self, consortium, fold, seed):
-        """Today's FedBN defaults and pooled central training, for the same unit."""
+    def baselines(self, consortium, fold, seed, which):
+        """Today's FedBN defaults and pooled central training (those in `which`), for the same
+        unit."""
         s = self.sizes
         base = self.runs / f"fold{fold}-seed{seed}"
-        self.federated(consortium, fold, seed, "fedbn")
+        if "fedbn" in which:
+            self.federated(consortium, fold, seed, "fedbn")
+        if "central" not in which:
+            self.save()
+            return
         self.progress(f"fold {fold} seed {seed}: central (pooled)")
         run = base / "central"
         pooled = self.manifest([(site.name, self.data / site.name / f"{d.joint}-train",
@@ -301,7 +319,13 @@ class Experiment:
             f"{r['scheme']},{r['fold']},{r['seed']},{r['site']},{r['joint']},{r['subject']},"
             f"{r['dice']:.6f}\n" for r in self.results)
         write_atomically(self.out / "results.csv", text)
+        text = "scheme,fold,seed,site,structure,subject,dice\n" + "".join(
+            f"{r['scheme']},{r['fold']},{r['seed']},{r['site']},{r['structure']},{r['subject']},"
+            f"{r['dice']:.6f}\n" for r in self.structures)
+        write_atomically(self.out / "structures.csv", text)
 
+
+SIZE_OPTIONS = ("seeds", "folds", "rounds", "steps_per_round", "personal_steps", "test_subjects")
 
 
 def main():
@@ -312,16 +336,24 @@ def main():
     parser.add_argument("--joint-norms", action="store_true",
                         help="also run the recipe with normalization per joint (baseline seeds)")
     parser.add_argument("--baseline-seeds", type=int, default=None,
-                        help="seeds (the first ones) that also run FedBN and central (default all)")
-    for field in ("seeds", "folds", "rounds", "steps_per_round", "personal_steps"):
+                        help="seeds (the first ones) that also run the baselines (default all)")
+    parser.add_argument("--baselines", default="fedbn,central",
+                        help="comma-separated baselines to run: fedbn, central (default both)")
+    for field in SIZE_OPTIONS:
         parser.add_argument("--" + field.replace("_", "-"), type=int)
+    parser.add_argument("--held-out", choices=sorted(HELD_OUT_FIRST_INDEX),
+                        help="score test children (default) or validation children, to choose a "
+                             "budget or an option without looking at the test set")
     args = parser.parse_args()
     sizes = dataclasses.replace(QUICK if args.quick else FULL)
-    for field in ("seeds", "folds", "rounds", "steps_per_round", "personal_steps"):
+    for field in SIZE_OPTIONS + ("held_out",):
         if getattr(args, field) is not None:
             setattr(sizes, field, getattr(args, field))
-    if sizes.folds < 1 or sizes.seeds < 1:
-        parser.error("need --folds >= 1 and --seeds >= 1")
+    if sizes.folds < 1 or sizes.seeds < 1 or sizes.test_subjects < 1:
+        parser.error("need --folds, --seeds and --test-subjects >= 1")
+    baselines = [b for b in args.baselines.split(",") if b]
+    if any(b not in ("fedbn", "central") for b in baselines):
+        parser.error(f"--baselines: expected fedbn and/or central, got '{args.baselines}'")
     command = " ".join(["bench/experiments/scarce_site.py", *sys.argv[1:]])
 
     def body():
@@ -334,15 +366,17 @@ def main():
         for seed in range(1, sizes.seeds + 1):
             for fold in range(sizes.folds):
                 e.core(consortium, fold, seed)
-                scarce_report.write(e.results, e.out, command, sizes, e.progress.elapsed())
+                scarce_report.write(e.results, e.out, command, sizes, e.progress.elapsed(),
+                                    e.structures)
         baseline_seeds = sizes.seeds if args.baseline_seeds is None else args.baseline_seeds
         for seed in range(1, min(baseline_seeds, sizes.seeds) + 1):
             for fold in range(sizes.folds):
-                e.baselines(consortium, fold, seed)
+                e.baselines(consortium, fold, seed, baselines)
                 if args.joint_norms:
                     e.federated(consortium, fold, seed, "joint-norms")
                     e.save()
-                scarce_report.write(e.results, e.out, command, sizes, e.progress.elapsed())
+                scarce_report.write(e.results, e.out, command, sizes, e.progress.elapsed(),
+                                    e.structures)
         e.progress(f"done: {e.out / 'results.md'}")
 
     return harness.run("scarce-site", body)

@@ -445,7 +445,7 @@ absl::Status FederatedJob::PrepareRoundLocked(double now_s) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<UploadSink>> FederatedJob::BeginUpload(
+absl::StatusOr<std::unique_ptr<UpdateSink>> FederatedJob::BeginUpload(
     const std::string& site, const fedjoint::v1::UploadHeader& header, double now_s) {
   std::lock_guard lock(mutex_);
   if (header.total_bytes() <= 0 || header.total_bytes() > options_.max_update_bytes) {
@@ -471,7 +471,7 @@ absl::StatusOr<std::unique_ptr<UploadSink>> FederatedJob::BeginUpload(
   }
   sink->spool_ = std::move(*spool);
   sink->job_ = this;
-  return sink;
+  return std::unique_ptr<UpdateSink>(std::move(sink));
 }
 
 void FederatedJob::AbortUpload(UploadSink* sink) {
@@ -479,9 +479,14 @@ void FederatedJob::AbortUpload(UploadSink* sink) {
   orchestrator_.EndUpdate(sink->site_, sink->token_, false, 0);
 }
 
-absl::StatusOr<std::string> FederatedJob::FinishUpload(std::unique_ptr<UploadSink> sink,
+absl::StatusOr<std::string> FederatedJob::FinishUpload(std::unique_ptr<UpdateSink> update,
                                                        const std::string& sha256_hex,
                                                        double now_s) {
+  auto* spooled = dynamic_cast<UploadSink*>(update.get());
+  if (spooled == nullptr || spooled->job_ != this) {
+    return absl::InvalidArgumentError("FinishUpload: the update was not begun by this job");
+  }
+  std::unique_ptr<UploadSink> sink(static_cast<UploadSink*>(update.release()));
   const std::string site = sink->site_;
   const std::string who = absl::StrCat("update from site '", site, "'");
   absl::Status failure;
@@ -584,15 +589,15 @@ absl::Status FederatedJob::ReportMetrics(const std::string& site,
 
 absl::Status FederatedJob::FinalizeLocked(const FinalizeRequest& request, double now_s) {
   // Durations for the log; the round's times are the caller's clock.
-  using Clock = std::chrono::steady_clock;
-  auto seconds = [](Clock::duration d) { return std::chrono::duration<double>(d).count(); };
-  const auto t0 = Clock::now();
+  using Steady = std::chrono::steady_clock;
+  auto seconds = [](Steady::duration d) { return std::chrono::duration<double>(d).count(); };
+  const auto t0 = Steady::now();
   auto result = aggregation_->Finalize();
   pending_updates_.clear();
   if (!result.ok()) return result.status();
   std::vector<std::vector<float>>& averaged = result->tensors;
   const auto& infos = start_model_->tensors();
-  const auto t1 = Clock::now();
+  const auto t1 = Steady::now();
   std::vector<tensors::TensorRef> refs;
   for (size_t i = 0; i < infos.size(); ++i) {
     refs.push_back({infos[i].name, tensors::DType::kF32, infos[i].shape,
@@ -613,7 +618,7 @@ absl::Status FederatedJob::FinalizeLocked(const FinalizeRequest& request, double
     }
   }
   const std::string* digest = &written->digest;
-  const auto t2 = Clock::now();
+  const auto t2 = Steady::now();
 
   const std::vector<agg::Prototype>& protos = result->prototypes;
   published_prototypes_.clear();
@@ -649,7 +654,7 @@ absl::Status FederatedJob::FinalizeLocked(const FinalizeRequest& request, double
       "round {} ({}) finished with {} update(s); global model {} (aggregate {:.3f} s, write and "
       "sign {:.3f} s, commit {:.3f} s)",
       request.round, request.phase, request.sites.size(), digest->substr(0, 12), seconds(t1 - t0),
-      seconds(t2 - t1), seconds(Clock::now() - t2));
+      seconds(t2 - t1), seconds(Steady::now() - t2));
   return absl::OkStatus();
 }
 

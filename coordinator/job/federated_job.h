@@ -1,6 +1,6 @@
 // The coordinator's job: round orchestration, aggregation and persistence wired together behind
-// an interface that knows nothing of gRPC (the transport in coordinator/service converts
-// messages and calls these methods). Thread-safe: every public method takes the job's lock.
+// JobHandler, which knows nothing of gRPC (the transport in coordinator/service converts messages
+// and calls it). Thread-safe: every public method takes the job's lock.
 //
 // Models are addressed by content digest. A task names the digest of the model a round starts
 // from (a phase's initial model for its first round, else the previous round's global model) and
@@ -24,6 +24,7 @@
 #include "common/aggregation/strategy.h"
 #include "common/security/model_signing.h"
 #include "common/tensors/safetensors_file.h"
+#include "coordinator/job/job_handler.h"
 #include "coordinator/job/upload_spool.h"
 #include "coordinator/round/orchestrator.h"
 #include "coordinator/store/checkpoint_store.h"
@@ -62,28 +63,14 @@ struct JobOptions {
 // Builds JobOptions from the coordinator's configuration.
 JobOptions JobOptionsFromConfig(const fedjoint::v1::CoordinatorConfig& config);
 
-// A model the job can serve: its file, digest and signature (the .sig file's text).
-struct PublishedModel {
-  std::filesystem::path path;
-  std::string digest;       // content digest (names the model)
-  std::string file_sha256;  // SHA-256 of the file's bytes (covers a transfer)
-  std::string signature;
-  int64_t size = 0;
-};
-
 class FederatedJob;
 
-// Changes whenever the task of a site that was told to WAIT may have changed (a round opened,
-// closed, was retried; the job finished or failed).
-using TaskEpoch = std::tuple<int, int64_t, int64_t>;  // state, round token, finished rounds
-
 // An update of one site for one round, arriving in chunks into an UploadSpool (bounded by the
-// header's total_bytes and the job's max_update_bytes). Dropped unfinished, it gives the site's
-// upload slot of the round back.
-class UploadSink {
+// header's total_bytes and the job's max_update_bytes).
+class UploadSink final : public UpdateSink {
  public:
-  ~UploadSink();
-  absl::Status Append(int64_t offset, std::string_view bytes) {
+  ~UploadSink() override;
+  absl::Status Append(int64_t offset, std::string_view bytes) override {
     return spool_->Append(offset, bytes);
   }
   const std::string& site() const { return site_; }
@@ -100,7 +87,7 @@ class UploadSink {
   FederatedJob* job_ = nullptr;
 };
 
-class FederatedJob {
+class FederatedJob final : public JobHandler {
  public:
   static absl::StatusOr<std::unique_ptr<FederatedJob>> Create(
       JobOptions options, const std::filesystem::path& state_dir,
@@ -109,33 +96,30 @@ class FederatedJob {
 
   absl::StatusOr<fedjoint::v1::JoinResponse> Join(const std::string& site,
                                                   const fedjoint::v1::JoinRequest& request,
-                                                  double now_s);
-  // The task for `site` now (kind WAIT when there is none yet).
-  absl::StatusOr<fedjoint::v1::Task> TaskFor(const std::string& site, double now_s);
-  absl::StatusOr<PublishedModel> FindModel(const std::string& digest) const;
-  // The latest finished round's global model (NotFound before the first round finishes).
-  absl::StatusOr<fedjoint::v1::PhaseModel> LatestModel() const;
+                                                  double now_s) override;
+  absl::StatusOr<fedjoint::v1::Task> TaskFor(const std::string& site, double now_s) override;
+  absl::StatusOr<PublishedModel> FindModel(const std::string& digest) const override;
+  absl::StatusOr<fedjoint::v1::PhaseModel> LatestModel() const override;
 
-  absl::StatusOr<std::unique_ptr<UploadSink>> BeginUpload(const std::string& site,
+  // The update is spooled to disk (bounded by the header's total_bytes and max_update_bytes).
+  absl::StatusOr<std::unique_ptr<UpdateSink>> BeginUpload(const std::string& site,
                                                           const fedjoint::v1::UploadHeader& header,
-                                                          double now_s);
-  // Checks the transfer digest, validates and aggregates the update. Returns the content digest
-  // of the accepted update.
-  absl::StatusOr<std::string> FinishUpload(std::unique_ptr<UploadSink> sink,
-                                           const std::string& sha256_hex, double now_s);
+                                                          double now_s) override;
+  absl::StatusOr<std::string> FinishUpload(std::unique_ptr<UpdateSink> sink,
+                                           const std::string& sha256_hex, double now_s) override;
 
-  absl::StatusOr<fedjoint::v1::HeartbeatResponse> Heartbeat(const std::string& site,
-                                                            const fedjoint::v1::HeartbeatRequest&,
-                                                            double now_s);
+  absl::StatusOr<fedjoint::v1::HeartbeatResponse> Heartbeat(
+      const std::string& site, const fedjoint::v1::HeartbeatRequest& request,
+      double now_s) override;
   absl::Status ReportMetrics(const std::string& site, const fedjoint::v1::MetricsReport& report,
-                             double now_s);
+                             double now_s) override;
 
-  // Advances time: opens rounds, finalizes them (aggregate -> write + sign -> commit).
-  absl::Status Tick(double now_s);
+  // Opens rounds, finalizes them (aggregate -> write + sign -> commit).
+  absl::Status Tick(double now_s) override;
+  TaskEpoch task_epoch() const override;
 
   RoundState state() const;
   int64_t finished_rounds() const;
-  TaskEpoch task_epoch() const;
   const std::filesystem::path& state_dir() const { return store_.dir(); }
 
  private:

@@ -8,11 +8,12 @@
 namespace fedjoint::coordinator {
 
 absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
-    FederatedJob* job, std::shared_ptr<grpc::ServerCredentials> credentials,
+    JobHandler* job, std::shared_ptr<grpc::ServerCredentials> credentials,
     std::shared_ptr<common::security::RevocationList> revocations, ServerOptions options) {
   std::unique_ptr<CoordinatorServer> server(new CoordinatorServer());
-  server->service_ =
-      std::make_unique<FederationService>(job, std::move(revocations), options.service);
+  server->job_ = job;
+  server->service_ = std::make_unique<FederationService>(
+      job, CertificateAuthenticator(std::move(revocations)), options.service, server->clock_);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen_address, std::move(credentials), &server->port_);
   builder.RegisterService(server->service_.get());
@@ -39,7 +40,11 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   const auto tick = std::chrono::duration<double>(options.tick_s);
   server->ticker_ = std::thread([s = server.get(), tick] {
     while (!s->stopping_) {
-      s->service_->Tick();
+      if (absl::Status status = s->job_->Tick(s->clock_()); !status.ok()) {
+        common::log::Get("transport")
+            ->error("round processing failed: {}", std::string(status.message()));
+      }
+      s->service_->AnswerPolls();
       s->service_->WaitForTick(tick);
     }
   });

@@ -1,6 +1,7 @@
-// Owns the gRPC server: binds the port (port 0 picks a free one, read back with port()), sets
-// explicit message-size limits and keepalive, runs the ticker that advances rounds and answers
-// long polls, and shuts down cleanly (Shutdown() is safe to call twice).
+// The coordinator's runner: owns the gRPC server (binds the port; port 0 picks a free one, read
+// back with port()), sets explicit message-size limits and keepalive, owns the clock and the
+// ticker that advances the job's rounds and then has the service answer long polls, and shuts
+// down cleanly (Shutdown() is safe to call twice).
 #pragma once
 
 #include <atomic>
@@ -30,7 +31,7 @@ struct ServerOptions {
 class CoordinatorServer {
  public:
   static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(
-      FederatedJob* job, std::shared_ptr<grpc::ServerCredentials> credentials,
+      JobHandler* job, std::shared_ptr<grpc::ServerCredentials> credentials,
       std::shared_ptr<common::security::RevocationList> revocations, ServerOptions options);
   ~CoordinatorServer();
 
@@ -42,6 +43,8 @@ class CoordinatorServer {
  private:
   CoordinatorServer() = default;
 
+  JobHandler* job_ = nullptr;
+  Clock clock_ = SystemClockSeconds;
   std::unique_ptr<FederationService> service_;
   std::unique_ptr<grpc::Server> server_;
   std::thread ticker_;

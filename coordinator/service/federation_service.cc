@@ -30,8 +30,14 @@ grpc::Status ToGrpc(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
-double NowSeconds() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+PeerAuthenticator CertificateAuthenticator(
+    std::shared_ptr<common::security::RevocationList> revocations) {
+  return [revocations = std::move(revocations)](
+             grpc::CallbackServerContext* context) -> absl::StatusOr<std::string> {
+    auto auth = context->auth_context();
+    if (!auth) return absl::UnauthenticatedError("no TLS peer identity on the connection");
+    return common::security::AuthenticatePeer(*auth, *revocations);
+  };
 }
 
 bool TransferSlots::Acquire(Waiter* waiter) {
@@ -121,21 +127,19 @@ class SlotHolder : public TransferSlots::Waiter {
   bool holds_ = false;
 };
 
-FederationService::FederationService(FederatedJob* job,
-                                     std::shared_ptr<common::security::RevocationList> revocations,
-                                     ServiceOptions options)
+FederationService::FederationService(JobHandler* job, PeerAuthenticator authenticate,
+                                     ServiceOptions options, Clock clock)
     : job_(job),
-      revocations_(std::move(revocations)),
+      authenticate_(std::move(authenticate)),
       options_(options),
+      clock_(std::move(clock)),
       transfer_slots_(options.max_concurrent_transfers) {}
 
 FederationService::~FederationService() { DrainPolls(); }
 
 absl::StatusOr<std::string> FederationService::Authenticate(grpc::CallbackServerContext* context,
                                                             const std::string& claimed) {
-  auto auth = context->auth_context();
-  if (!auth) return absl::UnauthenticatedError("no TLS peer identity on the connection");
-  auto site = common::security::AuthenticatePeer(*auth, *revocations_);
+  auto site = authenticate_(context);
   if (!site.ok()) {
     Log()->warn("refused {}: {}", context->peer(), std::string(site.status().message()));
     return site.status();
@@ -157,7 +161,7 @@ grpc::ServerUnaryReactor* FederationService::Join(grpc::CallbackServerContext* c
                                                   fedjoint::v1::JoinResponse* response) {
   auto site = Authenticate(context, request->site());
   if (!site.ok()) return FinishNow(context, site.status());
-  auto joined = job_->Join(*site, *request, NowSeconds());
+  auto joined = job_->Join(*site, *request, Now());
   if (joined.ok()) *response = std::move(*joined);
   return FinishNow(context, joined.status());
 }
@@ -167,7 +171,7 @@ grpc::ServerUnaryReactor* FederationService::Heartbeat(
     fedjoint::v1::HeartbeatResponse* response) {
   auto site = Authenticate(context, request->site());
   if (!site.ok()) return FinishNow(context, site.status());
-  auto answer = job_->Heartbeat(*site, *request, NowSeconds());
+  auto answer = job_->Heartbeat(*site, *request, Now());
   if (answer.ok()) *response = *answer;
   return FinishNow(context, answer.status());
 }
@@ -177,7 +181,7 @@ grpc::ServerUnaryReactor* FederationService::ReportMetrics(
     fedjoint::v1::MetricsResponse* /*response*/) {
   auto site = Authenticate(context, request->site());
   if (!site.ok()) return FinishNow(context, site.status());
-  return FinishNow(context, job_->ReportMetrics(*site, *request, NowSeconds()));
+  return FinishNow(context, job_->ReportMetrics(*site, *request, Now()));
 }
 
 grpc::ServerUnaryReactor* FederationService::LatestModel(
@@ -214,12 +218,13 @@ grpc::ServerUnaryReactor* FederationService::GetTask(grpc::CallbackServerContext
   if (!site.ok()) return FinishNow(context, site.status());
   // Taken before asking: a change in between makes the next tick ask again.
   const TaskEpoch epoch = job_->task_epoch();
-  auto task = job_->TaskFor(*site, NowSeconds());
+  const double now = Now();
+  auto task = job_->TaskFor(*site, now);
   if (!task.ok() || task->kind() != fedjoint::v1::Task::WAIT) {
     if (task.ok()) *response = std::move(*task);
     return FinishNow(context, task.status());
   }
-  auto* poll = new TaskPoll(*site, response, NowSeconds() + options_.task_poll_s, epoch);
+  auto* poll = new TaskPoll(*site, response, now + options_.task_poll_s, epoch);
   std::lock_guard lock(polls_mutex_);
   if (draining_) {
     poll->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "coordinator shutting down"));
@@ -229,11 +234,8 @@ grpc::ServerUnaryReactor* FederationService::GetTask(grpc::CallbackServerContext
   return poll;
 }
 
-void FederationService::Tick() {
-  const double now = NowSeconds();
-  if (absl::Status s = job_->Tick(now); !s.ok()) {
-    Log()->error("round processing failed: {}", std::string(s.message()));
-  }
+void FederationService::AnswerPolls() {
+  const double now = Now();
   // A waiting site's task changes only when the job's task epoch does (a round opens, closes,
   // is retried, the job ends): otherwise a tick only looks at cancellations and expiries, so
   // ticking often (as after every accepted update) costs little with many sites waiting.
@@ -288,6 +290,11 @@ void FederationService::StopTicks() {
     ticks_stopped_ = true;
   }
   tick_cv_.notify_all();
+}
+
+size_t FederationService::waiting_polls() {
+  std::lock_guard lock(polls_mutex_);
+  return polls_.size();
 }
 
 void FederationService::DrainPolls() {
@@ -467,14 +474,14 @@ class FederationService::Upload final : public grpc::ServerReadReactor<fedjoint:
                                                       site_, "', but the update claims site '",
                                                       header.site(), "'"));
     }
-    auto sink = service_->job_->BeginUpload(site_, header, NowSeconds());
+    auto sink = service_->job_->BeginUpload(site_, header, service_->Now());
     if (!sink.ok()) return sink.status();
     sink_ = std::move(*sink);
     return absl::OkStatus();
   }
 
   void Complete(const std::string& sha256) {
-    auto digest = service_->job_->FinishUpload(std::move(sink_), sha256, NowSeconds());
+    auto digest = service_->job_->FinishUpload(std::move(sink_), sha256, service_->Now());
     if (!digest.ok()) return Fail(digest.status());
     response_->set_accepted(true);
     response_->set_update_digest(*digest);
@@ -492,7 +499,7 @@ class FederationService::Upload final : public grpc::ServerReadReactor<fedjoint:
   fedjoint::v1::UploadResponse* response_;
   std::string site_;
   fedjoint::v1::UploadMessage message_;
-  std::unique_ptr<UploadSink> sink_;
+  std::unique_ptr<UpdateSink> sink_;
 };
 
 grpc::ServerReadReactor<fedjoint::v1::UploadMessage>* FederationService::UploadUpdate(

@@ -1,12 +1,14 @@
 // The coordinator's gRPC transport: authenticates every call (the site's identity comes from its
 // verified client certificate, checked against the revocation list, and must match the site the
-// request names), converts messages, and hands off to FederatedJob. Nothing here decides rounds
-// or does math.
+// request names), converts messages, and hands off to a JobHandler. Nothing here decides rounds,
+// does math or owns the clock: the runner (CoordinatorServer) drives the job and tells the service
+// when to answer waiting polls.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -18,7 +20,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/security/revocation_list.h"
-#include "coordinator/job/federated_job.h"
+#include "coordinator/job/job_handler.h"
 #include "fedjoint/v1/federation.grpc.pb.h"
 
 namespace fedjoint::coordinator {
@@ -65,11 +67,18 @@ class TransferSlots {
   std::list<Waiter*> waiting_;
 };
 
+// The site a call comes from, or why it cannot be told. Production: CertificateAuthenticator.
+using PeerAuthenticator =
+    std::function<absl::StatusOr<std::string>(grpc::CallbackServerContext* context)>;
+
+// The site named by the connection's verified client certificate, refused when revoked.
+PeerAuthenticator CertificateAuthenticator(
+    std::shared_ptr<common::security::RevocationList> revocations);
+
 class FederationService final : public fedjoint::v1::Federation::CallbackService {
  public:
-  FederationService(FederatedJob* job,
-                    std::shared_ptr<common::security::RevocationList> revocations,
-                    ServiceOptions options);
+  FederationService(JobHandler* job, PeerAuthenticator authenticate, ServiceOptions options,
+                    Clock clock = SystemClockSeconds);
   ~FederationService() override;
 
   grpc::ServerUnaryReactor* Join(grpc::CallbackServerContext* context,
@@ -92,11 +101,13 @@ class FederationService final : public fedjoint::v1::Federation::CallbackService
                                           const fedjoint::v1::MetricsReport* request,
                                           fedjoint::v1::MetricsResponse* response) override;
 
-  // Advances the job and answers long polls whose task is ready or whose window ended. Called by
-  // the server's ticker thread.
-  void Tick();
+  // Answers the long polls whose task is ready or whose window ended. The runner calls it after
+  // each JobHandler::Tick.
+  void AnswerPolls();
   // Answers every pending long poll (UNAVAILABLE) so the server can shut down.
   void DrainPolls();
+  // Long polls waiting for a task.
+  size_t waiting_polls();
 
   // The ticker waits here between ticks: up to `timeout`, or until something happened that may
   // close the round (an accepted update), so that the next round opens without waiting for the
@@ -108,15 +119,17 @@ class FederationService final : public fedjoint::v1::Federation::CallbackService
   // The authenticated site behind `context`, which must be `claimed` (when non-empty).
   absl::StatusOr<std::string> Authenticate(grpc::CallbackServerContext* context,
                                            const std::string& claimed);
+  double Now() const { return clock_(); }
 
  private:
   class TaskPoll;
   class Download;
   class Upload;
 
-  FederatedJob* job_;
-  std::shared_ptr<common::security::RevocationList> revocations_;
+  JobHandler* job_;
+  PeerAuthenticator authenticate_;
   ServiceOptions options_;
+  Clock clock_;
   std::mutex polls_mutex_;
   std::list<TaskPoll*> polls_;
   bool draining_ = false;
@@ -129,6 +142,5 @@ class FederationService final : public fedjoint::v1::Federation::CallbackService
 
 // Converts an absl::Status to a grpc::Status (the codes are the same).
 grpc::Status ToGrpc(const absl::Status& status);
-double NowSeconds();
 
 }  // namespace fedjoint::coordinator

@@ -111,24 +111,36 @@ absl::Status FromGrpc(const grpc::Status& status, const std::string& what) {
                       absl::StrCat(what, ": ", status.error_message()));
 }
 
-CoordinatorClient::CoordinatorClient(ClientOptions options,
-                                     std::shared_ptr<grpc::ChannelCredentials> credentials)
-    : options_(std::move(options)), rng_(std::random_device{}()) {
+namespace {
+
+std::shared_ptr<grpc::Channel> SecureChannel(
+    const ClientOptions& options, std::shared_ptr<grpc::ChannelCredentials> credentials) {
   grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(int(options_.max_message_bytes));
-  args.SetMaxSendMessageSize(int(options_.max_message_bytes));
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, int(options_.keepalive_s * 1000));
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, std::max(1000, int(options_.keepalive_s * 1000 / 3)));
+  args.SetMaxReceiveMessageSize(int(options.max_message_bytes));
+  args.SetMaxSendMessageSize(int(options.max_message_bytes));
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, int(options.keepalive_s * 1000));
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, std::max(1000, int(options.keepalive_s * 1000 / 3)));
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  const int reconnect_max_ms = std::max(100, int(options_.reconnect_backoff_max_s * 1000));
+  const int reconnect_max_ms = std::max(100, int(options.reconnect_backoff_max_s * 1000));
   const int reconnect_initial_ms =
-      std::min(reconnect_max_ms, std::max(100, int(options_.backoff_initial_s * 1000)));
+      std::min(reconnect_max_ms, std::max(100, int(options.backoff_initial_s * 1000)));
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, reconnect_initial_ms);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, reconnect_initial_ms);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, reconnect_max_ms);
-  channel_ = grpc::CreateCustomChannel(options_.target, std::move(credentials), args);
-  stub_ = fedjoint::v1::Federation::NewStub(channel_);
+  return grpc::CreateCustomChannel(options.target, std::move(credentials), args);
 }
+
+}  // namespace
+
+CoordinatorClient::CoordinatorClient(ClientOptions options,
+                                     std::shared_ptr<grpc::ChannelCredentials> credentials)
+    : CoordinatorClient(options, SecureChannel(options, std::move(credentials))) {}
+
+CoordinatorClient::CoordinatorClient(ClientOptions options, std::shared_ptr<grpc::Channel> channel)
+    : options_(std::move(options)),
+      channel_(std::move(channel)),
+      stub_(fedjoint::v1::Federation::NewStub(channel_)),
+      rng_(std::random_device{}()) {}
 
 std::chrono::system_clock::time_point CoordinatorClient::Deadline(double seconds) const {
   return std::chrono::system_clock::now() +

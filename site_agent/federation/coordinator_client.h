@@ -41,7 +41,10 @@ struct ClientOptions {
 
 class CoordinatorClient {
  public:
+  // A mutual-TLS channel to options.target.
   CoordinatorClient(ClientOptions options, std::shared_ptr<grpc::ChannelCredentials> credentials);
+  // Over a channel the caller made (tests: an in-process channel to a fake coordinator).
+  CoordinatorClient(ClientOptions options, std::shared_ptr<grpc::Channel> channel);
 
   // Retries with capped exponential backoff and jitter until the coordinator answers (or
   // max_attempts). Errors other than UNAVAILABLE/DEADLINE_EXCEEDED end it at once.

@@ -9,7 +9,7 @@ rm -rf "$out"
   --build-dir "$build_dir" --out "$out"
 
 fail() { echo "scarce_site_quick: $*" >&2; exit 1; }
-for f in results.md results.csv scarce_dice.png; do
+for f in results.md results.csv structures.csv scarce_dice.png; do
   [[ -s "$out/$f" ]] || fail "$out/$f is missing or empty"
 done
 [[ "$(head -c 8 "$out/scarce_dice.png" | od -An -tx1 | tr -d ' ')" == "89504e470d0a1a0a" ]] ||
@@ -18,7 +18,11 @@ done
 # ankle + shoulder, scarce shoulder; 1 each).
 rows=$(($(wc -l <"$out/results.csv") - 1))
 [[ "$rows" -eq 35 ]] || fail "results.csv has $rows rows, expected 35"
-for heading in "## Mean Dice" "## The scarce site" "## Every site" "## Federated / pooled"; do
+# Per bone: 1 unit x 5 schemes x (2 x (4 knee + 3 ankle) + 3 x 2 shoulder bones).
+rows=$(($(wc -l <"$out/structures.csv") - 1))
+[[ "$rows" -eq 100 ]] || fail "structures.csv has $rows rows, expected 100"
+for heading in "## Mean Dice" "## The scarce site" "## Every site" "## Federated / pooled" \
+  "## Dice per bone"; do
   grep -q "^$heading" "$out/results.md" || fail "results.md lacks '$heading'"
 done
 # Every site's personalized model exists, beside its final one.

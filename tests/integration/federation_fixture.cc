@@ -110,7 +110,7 @@ void FederationTest::StartCoordinator(CoordinatorSetup setup) {
   ASSERT_TRUE(signer.ok()) << signer.status();
   auto job = coordinator::FederatedJob::Create(
       options, dir_ / "state", std::make_shared<common::security::ModelSigner>(std::move(*signer)),
-      InitialModel, coordinator::NowSeconds());
+      InitialModel, coordinator::SystemClockSeconds());
   ASSERT_TRUE(job.ok()) << job.status();
   job_ = std::move(*job);
   revocations_ = *common::security::RevocationList::Load(
