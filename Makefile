@@ -25,6 +25,8 @@ experiments: build
 	  --out "$(EXPERIMENTS_OUT)" $(EXPERIMENTS_ARGS)
 
 # Does the scarce site gain by joining? Four sites, folds x seeds (docs/results.md; ~1.5 h on 2 cores).
+# The larger budget of docs/results.md: SCARCE_ARGS="--rounds 50 --personal-steps 100
+# --test-subjects 6 --baselines central" (the 9 target units alone took 89 min).
 SCARCE_OUT ?= bench-out/scarce-site
 SCARCE_ARGS ?=
 scarce-site: build

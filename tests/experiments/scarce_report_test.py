@@ -37,6 +37,23 @@ class ScarceReportTest(unittest.TestCase):
         self.assertAlmostEqual(x[1], 0.2)
         self.assertAlmostEqual(y[1], 0.1)
 
+    def test_bone_table_averages_units_and_subjects_per_site_bone_and_scheme(self):
+        def bone(scheme, fold, subject, site, structure, dice):
+            return {"scheme": scheme, "fold": fold, "seed": 1, "site": site,
+                    "structure": structure, "subject": subject, "dice": dice}
+        rows = [bone("recipe", 0, "s1", "north", "knee/fibula", 0.0),
+                bone("recipe", 1, "s1", "north", "knee/fibula", 0.6),
+                bone("individual", 0, "s1", "north", "knee/fibula", 0.5),
+                bone("individual", 0, "s2", "north", "knee/fibula", 0.7),
+                bone("individual", 0, "s1", "east", "knee/femur", 0.9)]
+        lines = scarce_report.structure_table(rows).splitlines()
+        # Schemes in report order, rows sorted by (site, bone); a cell nobody measured is "–".
+        self.assertEqual(lines[0],
+                         "| site | bone | alone (individual) | recipe (federated) |")
+        self.assertEqual(lines[2], "| east | knee/femur | 0.90 | – |")
+        self.assertEqual(lines[3], "| north | knee/fibula | 0.60 | 0.30 |")
+        self.assertEqual(len(lines), 4)
+
     def test_effect_size_and_exact_test(self):
         x = [0.6, 0.7, 0.65, 0.8, 0.75, 0.7]
         y = [0.5, 0.55, 0.6, 0.6, 0.7, 0.6]
