@@ -196,7 +196,7 @@ Sizes: {sizes}.
 
 
 def read_csv(path: Path) -> list:
-    """The rows scarce_site.py saved (results.csv)."""
+    """The rows scarce_site.py saved (results.csv or structures.csv)."""
     with open(path, newline="") as f:
         return [{**r, "fold": int(r["fold"]), "seed": int(r["seed"]), "dice": float(r["dice"])}
                 for r in csv.DictReader(f)]
@@ -205,8 +205,6 @@ def read_csv(path: Path) -> list:
 if __name__ == "__main__":
     # Re-renders results.md from a run's results.csv: scarce_report.py OUT_DIR "command" "sizes"
     folder = Path(sys.argv[1])
-    structures = None
-    if (folder / "structures.csv").exists():
-        with open(folder / "structures.csv", newline="") as f:
-            structures = [{**r, "dice": float(r["dice"])} for r in csv.DictReader(f)]
+    bones = folder / "structures.csv"
+    structures = read_csv(bones) if bones.exists() else None
     write(read_csv(folder / "results.csv"), folder, sys.argv[2], sys.argv[3], 0, structures)

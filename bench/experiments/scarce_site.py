@@ -143,11 +143,11 @@ class Experiment:
 
     def make_data(self):
         jobs = []
+        held_out = self.sizes.held_out
         for site in SITES:
             for d in site.datasets:
                 common = ["--joint", d.joint, "--domain", d.domain, "--seed", d.seed,
                           *d.phantom_args]
-                held_out = self.sizes.held_out
                 for part, first, n in (("train", 0, self.pool_size(site, d)),
                                        (held_out, HELD_OUT_FIRST_INDEX[held_out],
                                         self.sizes.test_subjects)):
@@ -182,14 +182,17 @@ class Experiment:
                                              sort_keys=False))
         return dst
 
+    def train_parts(self, site: Site, fold: int):
+        """The site's training subjects in `fold` (manifest parts): the scarce site's pair `fold`,
+        every subject elsewhere."""
+        return [(site.name, self.data / site.name / f"{d.joint}-train",
+                 list(range(fold * d.labelled, (fold + 1) * d.labelled)) if site.scarce else None)
+                for d in site.datasets]
+
     def train_manifest(self, site: Site, fold: int) -> Path:
-        parts = []
-        for d in site.datasets:
-            n = d.labelled
-            indices = list(range(fold * n, fold * n + n)) if site.scarce else None
-            parts.append((site.name, self.data / site.name / f"{d.joint}-train", indices))
         key = f"fold{fold}" if site.scarce else "all"
-        return self.manifest(parts, self.data / "manifests" / key / f"{site.name}-train.yaml")
+        return self.manifest(self.train_parts(site, fold),
+                             self.data / "manifests" / key / f"{site.name}-train.yaml")
 
     def test_manifest(self, site: Site) -> Path:
         held_out = self.sizes.held_out
@@ -293,36 +296,32 @@ class Experiment:
     def baselines(self, consortium, fold, seed, which):
         """Today's FedBN defaults and pooled central training (those in `which`), for the same
         unit."""
-        s = self.sizes
-        base = self.runs / f"fold{fold}-seed{seed}"
         if "fedbn" in which:
             self.federated(consortium, fold, seed, "fedbn")
-        if "central" not in which:
-            self.save()
-            return
+        if "central" in which:
+            self.central(fold, seed)
+        self.save()
+
+    def central(self, fold, seed):
+        """One network on every site's training subjects of the unit, 4 x the steps of a site."""
+        base = self.runs / f"fold{fold}-seed{seed}"
         self.progress(f"fold {fold} seed {seed}: central (pooled)")
         run = base / "central"
-        pooled = self.manifest([(site.name, self.data / site.name / f"{d.joint}-train",
-                                 list(range(fold * d.labelled, (fold + 1) * d.labelled))
-                                 if site.scarce else None)
-                                for site in SITES for d in site.datasets],
+        pooled = self.manifest([part for site in SITES for part in self.train_parts(site, fold)],
                                base / "pooled-train.yaml")
-        self.train_jobs([(run, pooled, ["ankle", "knee", "shoulder"], len(SITES) * s.steps, 2,
-                          seed)])
+        self.train_jobs([(run, pooled, ["ankle", "knee", "shoulder"],
+                          len(SITES) * self.sizes.steps, 2, seed)])
         for site in SITES:
             self.evaluate(run / "model.safetensors", site, "central", fold, seed,
                           run / "evaluation" / site.name)
-        self.save()
 
     def save(self):
-        text = "scheme,fold,seed,site,joint,subject,dice\n" + "".join(
-            f"{r['scheme']},{r['fold']},{r['seed']},{r['site']},{r['joint']},{r['subject']},"
-            f"{r['dice']:.6f}\n" for r in self.results)
-        write_atomically(self.out / "results.csv", text)
-        text = "scheme,fold,seed,site,structure,subject,dice\n" + "".join(
-            f"{r['scheme']},{r['fold']},{r['seed']},{r['site']},{r['structure']},{r['subject']},"
-            f"{r['dice']:.6f}\n" for r in self.structures)
-        write_atomically(self.out / "structures.csv", text)
+        for name, rows, key in (("results.csv", self.results, "joint"),
+                                ("structures.csv", self.structures, "structure")):
+            text = f"scheme,fold,seed,site,{key},subject,dice\n" + "".join(
+                f"{r['scheme']},{r['fold']},{r['seed']},{r['site']},{r[key]},{r['subject']},"
+                f"{r['dice']:.6f}\n" for r in rows)
+            write_atomically(self.out / name, text)
 
 
 SIZE_OPTIONS = ("seeds", "folds", "rounds", "steps_per_round", "personal_steps", "test_subjects")

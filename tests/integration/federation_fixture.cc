@@ -94,7 +94,7 @@ void FederationTest::TearDown() {
   fs::remove_all(dir_);
 }
 
-void FederationTest::StartCoordinator(CoordinatorSetup setup) {
+void FederationTest::CreateJob(const CoordinatorSetup& setup) {
   coordinator::JobOptions options;
   options.job_id = "test-job";
   options.orchestrator.min_sites = setup.min_sites;
@@ -113,6 +113,11 @@ void FederationTest::StartCoordinator(CoordinatorSetup setup) {
       InitialModel, coordinator::SystemClockSeconds());
   ASSERT_TRUE(job.ok()) << job.status();
   job_ = std::move(*job);
+}
+
+void FederationTest::StartCoordinator(CoordinatorSetup setup) {
+  CreateJob(setup);
+  if (::testing::Test::HasFatalFailure()) return;
   revocations_ = *common::security::RevocationList::Load(
       dir_ / "pki/crl.pem", dir_ / "pki/ca.crt",
       common::security::RevocationList::Options{std::chrono::milliseconds(10)});
@@ -143,6 +148,10 @@ std::unique_ptr<site_agent::CoordinatorClient> FederationTest::Client(
                                                              dir_ / who / "pki" / (who + ".key"));
   EXPECT_TRUE(credentials.ok()) << credentials.status();
   if (!credentials.ok()) return nullptr;
+  return std::make_unique<site_agent::CoordinatorClient>(ClientOptionsFor(site), *credentials);
+}
+
+site_agent::ClientOptions FederationTest::ClientOptionsFor(const std::string& site) const {
   site_agent::ClientOptions options;
   options.site = site;
   options.target = "127.0.0.1:" + std::to_string(port_);
@@ -152,16 +161,22 @@ std::unique_ptr<site_agent::CoordinatorClient> FederationTest::Client(
   options.backoff_initial_s = 0.05;
   options.backoff_max_s = 0.3;
   options.reconnect_backoff_max_s = 0.3;
-  return std::make_unique<site_agent::CoordinatorClient>(options, *credentials);
+  return options;
 }
 
 absl::Status FederationTest::RunSite(const std::string& site, FakeTrainer* trainer,
                                      std::map<std::string, int64_t> samples) {
   auto client = Client(site);
   if (!client) return absl::InternalError("no client credentials for " + site);
+  return RunSiteWith(client.get(), site, trainer, std::move(samples));
+}
+
+absl::Status FederationTest::RunSiteWith(site_agent::CoordinatorClient* client,
+                                         const std::string& site, FakeTrainer* trainer,
+                                         std::map<std::string, int64_t> samples) {
   auto verifier = common::security::SignatureVerifier::Load(dir_ / "pki/ca.crt");
   if (!verifier.ok()) return verifier.status();
-  site_agent::SiteRunner runner({site, dir_ / site / "state", std::move(samples)}, client.get(),
+  site_agent::SiteRunner runner({site, dir_ / site / "state", std::move(samples)}, client,
                                 std::move(*verifier), trainer);
   return runner.Run();
 }

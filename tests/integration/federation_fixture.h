@@ -75,6 +75,8 @@ class FederationTest : public ::testing::Test {
   void SetUp() override;
   void TearDown() override;
 
+  // The job of `setup` in job_ (no server: StartCoordinator adds the loopback one).
+  void CreateJob(const CoordinatorSetup& setup);
   void StartCoordinator(CoordinatorSetup setup);
   void StartCoordinator(int rounds, int min_sites, double deadline_s = 60) {
     StartCoordinator({.rounds = rounds, .min_sites = min_sites, .deadline_s = deadline_s});
@@ -83,11 +85,16 @@ class FederationTest : public ::testing::Test {
   // finalize of the open round (everything not on disk is gone).
   void KillCoordinator();
 
+  // The client settings of every test's site: short polls, small chunks, quick retries.
+  site_agent::ClientOptions ClientOptionsFor(const std::string& site) const;
   std::unique_ptr<site_agent::CoordinatorClient> Client(const std::string& site,
                                                         const std::string& cert_site = "");
   // Runs a site agent until the job ends; its state folder is dir_/site/state.
   absl::Status RunSite(const std::string& site, FakeTrainer* trainer,
                        std::map<std::string, int64_t> samples);
+  // The same over a given client (e.g. one on an in-process channel).
+  absl::Status RunSiteWith(site_agent::CoordinatorClient* client, const std::string& site,
+                           FakeTrainer* trainer, std::map<std::string, int64_t> samples);
 
   std::filesystem::path dir_;
   std::unique_ptr<coordinator::FederatedJob> job_;

@@ -10,7 +10,6 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
-#include "common/security/model_signing.h"
 #include "common/tensors/safetensors_file.h"
 #include "coordinator/job/federated_job.h"
 #include "coordinator/service/federation_service.h"
@@ -30,22 +29,8 @@ class InProcessRoundTest : public FederationTest {
  protected:
   // A job of `rounds` rounds for one site, served in-process; the ticker is this test's.
   void StartInProcess(int rounds) {
-    coordinator::JobOptions options;
-    options.job_id = "in-process-job";
-    options.orchestrator.min_sites = 1;
-    options.orchestrator.min_updates = 1;
-    options.orchestrator.round_deadline_s = 60;
-    options.phases = {integration::Phase(rounds)};
-    options.max_update_bytes = 1 << 20;
-    auto signer =
-        common::security::ModelSigner::Load(dir_ / "pki/signing.key", dir_ / "pki/signing.crt");
-    ASSERT_TRUE(signer.ok()) << signer.status();
-    auto job = coordinator::FederatedJob::Create(
-        options, dir_ / "state",
-        std::make_shared<common::security::ModelSigner>(std::move(*signer)),
-        integration::InitialModel, now_);
-    ASSERT_TRUE(job.ok()) << job.status();
-    job_ = std::move(*job);
+    CreateJob({.rounds = rounds, .min_sites = 1});
+    if (HasFatalFailure()) return;
     coordinator::ServiceOptions service_options;
     service_options.task_poll_s = 1;
     service_options.chunk_bytes = 64;
@@ -77,20 +62,9 @@ class InProcessRoundTest : public FederationTest {
   }
 
   absl::Status RunInProcessSite(FakeTrainer* trainer) {
-    site_agent::ClientOptions options;
-    options.site = "site-a";
-    options.target = "in-process";
-    options.task_poll_s = 1;
-    options.chunk_bytes = 100;
-    options.max_attempts = 3;
-    options.backoff_initial_s = 0.01;
-    site_agent::CoordinatorClient client(options,
+    site_agent::CoordinatorClient client(ClientOptionsFor("site-a"),
                                          in_process_->InProcessChannel(grpc::ChannelArguments()));
-    auto verifier = common::security::SignatureVerifier::Load(dir_ / "pki/ca.crt");
-    if (!verifier.ok()) return verifier.status();
-    site_agent::SiteRunner runner({"site-a", dir_ / "site-a/state", {{"knee", 10}}}, &client,
-                                  std::move(*verifier), trainer);
-    return runner.Run();
+    return RunSiteWith(&client, "site-a", trainer, {{"knee", 10}});
   }
 
   std::atomic<double> now_{coordinator::SystemClockSeconds()};
@@ -130,7 +104,7 @@ TEST_F(InProcessRoundTest, ASiteRunsEveryRoundOfTheJobAndKeepsItsOwnTensors) {
   auto json = nlohmann::json::parse(progress, nullptr, false);
   ASSERT_FALSE(json.is_discarded());
   EXPECT_EQ(json.value("last_round", int64_t{0}), 3);
-  EXPECT_EQ(json.value("job_id", std::string()), "in-process-job");
+  EXPECT_EQ(json.value("job_id", std::string()), "test-job");
 }
 
 }  // namespace

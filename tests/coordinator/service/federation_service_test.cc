@@ -171,7 +171,6 @@ class FederationServiceTest : public ::testing::Test {
   Poll* StartPoll(const std::string& site) {
     Poll* poll = polls_.emplace_back(std::make_unique<Poll>()).get();
     poll->request.set_site(site);
-    poll->task.set_kind(Task::KIND_UNSPECIFIED);
     poll->context = From(site);
     stub_->async()->GetTask(poll->context.get(), &poll->request, &poll->task,
                             [poll](grpc::Status s) { poll->outcome.Set(std::move(s)); });
